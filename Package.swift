@@ -1,0 +1,48 @@
+// swift-tools-version:6.1
+//
+// Weft: green threads for Swift. One library product per layer; each layer depends only on the
+// layers below it (Context → Loop → Runtime → Sync → IO → Weft). C targets are private to their layer.
+import PackageDescription
+
+let package = Package(
+    name: "Weft",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "WeftContext", targets: ["WeftContext"]),
+        .library(name: "WeftLoop", targets: ["WeftLoop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0")
+    ],
+    targets: [
+        // Layer 1: context switch, stacks, coroutines.
+        .target(
+            name: "CWeftContext",
+            path: "Packages/Context/Sources/CWeftContext"
+        ),
+        .target(
+            name: "WeftContext",
+            dependencies: ["CWeftContext"],
+            path: "Packages/Context/Sources/WeftContext"
+        ),
+
+        // Layer 2: the completion-based event loop (io_uring through liburing, epoll).
+        .target(
+            name: "CWeftLoop",
+            path: "Packages/Loop/Sources/CWeftLoop",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .target(
+            name: "WeftLoop",
+            dependencies: [
+                "CWeftLoop",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Packages/Loop/Sources/WeftLoop"
+        ),
+
+        .testTarget(name: "WeftContextTests", dependencies: ["WeftContext"]),
+        .testTarget(name: "WeftLoopTests", dependencies: ["WeftLoop"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,25 @@
+// swift-tools-version:6.1
+// Benchmarks: a package of its own so its dependencies never reach users. Run through Scripts/bench.
+import Foundation
+import PackageDescription
+
+// The root package's identity is the name of the folder it was cloned into.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+let weft = root.lastPathComponent
+
+let package = Package(
+    name: "WeftBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(path: "../..")],
+    targets: [
+        .executableTarget(
+            name: "WeftBench",
+            dependencies: [
+                .product(name: "WeftContext", package: weft),
+                .product(name: "WeftLoop", package: weft),
+            ],
+            path: "Sources/WeftBench"
+        )
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,4 @@
+import WeftContext
+import WeftLoop
+
+print("suites: context loop")

@@ -1,0 +1,22 @@
+// swift-tools-version:6.1
+// Examples: a package of its own so its dependencies never reach users.
+import Foundation
+import PackageDescription
+
+// The root package's identity is the name of the folder it was cloned into.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized
+let weft = root.lastPathComponent
+
+let package = Package(
+    name: "WeftExamples",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(path: "../..")],
+    targets: [
+        .executableTarget(
+            name: "generators",
+            dependencies: [.product(name: "WeftContext", package: weft)],
+            path: "Sources/generators"
+        )
+    ],
+    swiftLanguageModes: [.v6]
+)

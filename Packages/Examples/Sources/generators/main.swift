@@ -1,0 +1,3 @@
+import WeftContext
+
+print("WeftContext ABI \(weftContextABIVersion)")

@@ -1,0 +1,2 @@
+#include "CWeftLoop.h"
+int weft_loop_abi_version(void) { return 1; }

@@ -1,0 +1,3 @@
+import WeftLoop
+
+print("WeftLoop ABI \(weftLoopABIVersion)")

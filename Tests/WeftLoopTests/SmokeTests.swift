@@ -1,0 +1,6 @@
+import WeftLoop
+import XCTest
+
+final class SmokeTests: XCTestCase {
+    func testVersion() { XCTAssertEqual(weftLoopABIVersion, 1) }
+}
