@@ -1,0 +1,183 @@
+/* The full switch around the assembly routine: exclusivity save/restore, canary check,
+ * overflow-report bookkeeping and sanitizer fiber annotations (compiled in only when that sanitizer
+ * is on). Thread-local state is only ever written BEFORE the assembly switch: after it, the code
+ * may be running on another OS thread and a cached thread-local address would be wrong. */
+#include "CWeftContext.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define WEFT_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TSAN 1
+#endif
+
+#if WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if WEFT_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+/* Defined in overflow.c: whether this thread has an alternate signal stack installed. */
+extern _Thread_local int weft_altstack_ready;
+void weft_altstack_prepare(void);
+
+_Thread_local weft_fiber *weft_current_fiber = NULL;
+
+int weft_sanitizers(void) {
+    int bits = 0;
+#if WEFT_ASAN
+    bits |= 1;
+#endif
+#if WEFT_TSAN
+    bits |= 2;
+#endif
+    return bits;
+}
+
+size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_t)15; }
+
+weft_fiber *weft_fiber_current(void) { return weft_current_fiber; }
+
+/* Runs after every switch into `self`: the sanitizer half of the switch, then the exclusivity
+ * restore. */
+static inline __attribute__((always_inline)) void weft_after_switch(weft_fiber *self) {
+#if WEFT_ASAN
+    weft_fiber *prev = self->switched_from;
+    if (prev != NULL) {
+        const void *bottom;
+        size_t size;
+        __sanitizer_finish_switch_fiber((void *)self->asan_fake_stack, &bottom, &size);
+        if (prev->thread_root) {
+            prev->stack_lo = (void *)bottom;
+            prev->stack_size = size;
+        }
+    } else {
+        __sanitizer_finish_switch_fiber((void *)self->asan_fake_stack, NULL, NULL);
+    }
+#else
+    (void)self;
+#endif
+    swift_task_enterThreadLocalContext(self->tlc);
+}
+
+static inline __attribute__((always_inline)) void weft_before_switch(weft_fiber *from, weft_fiber *to,
+                                                                     int final) {
+    if (from->thread_root) {
+        from->as_current = weft_current_fiber;
+    }
+    weft_fiber *running = from->as_current;
+    if (running != NULL && running->canary != NULL && __builtin_expect(*running->canary != WEFT_CANARY, 0)) {
+        weft_canary_failed(running);
+    }
+    swift_task_exitThreadLocalContext(from->tlc);
+    if (__builtin_expect(!weft_altstack_ready, 0) && to->guard_size != 0) {
+        weft_altstack_prepare();
+    }
+    weft_current_fiber = to->as_current;
+#if WEFT_ASAN
+    to->switched_from = from;
+    __sanitizer_start_switch_fiber(final ? NULL : (void **)&from->asan_fake_stack, to->stack_lo, to->stack_size);
+#else
+    (void)final;
+#endif
+#if WEFT_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+}
+
+/* Every new context starts here: hooks for the first arrival, then the caller's entry. */
+static void weft_fiber_boot(void *transfer, void *arg) {
+    weft_fiber *self = arg;
+    weft_after_switch(self);
+    self->entry(transfer, self->arg);
+    weft_context_entry_returned();
+}
+
+weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, size_t guard_size,
+                            int compact, uint64_t id, void (*entry)(void *, void *), void *arg) {
+    size_t record = weft_fiber_record_size();
+    char *top = (char *)stack_lo + stack_size;
+    weft_fiber *fiber = (weft_fiber *)(top - record);
+#if WEFT_ASAN
+    /* A reused stack may still carry poison from the frames of a context that never finished. */
+    __asan_unpoison_memory_region(stack_lo, stack_size);
+#endif
+    memset(fiber, 0, sizeof(weft_fiber));
+    fiber->entry = entry;
+    fiber->arg = arg;
+    fiber->stack_lo = stack_lo;
+    fiber->stack_size = stack_size - record;
+    fiber->guard_lo = guard_lo;
+    fiber->guard_size = guard_size;
+    fiber->id = id;
+    fiber->as_current = fiber;
+    if (compact) {
+        fiber->canary = (uint64_t *)stack_lo;
+        *fiber->canary = WEFT_CANARY;
+    }
+#if WEFT_TSAN
+    fiber->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    fiber->sp = weft_context_make(fiber, weft_fiber_boot, fiber);
+    return fiber;
+}
+
+void weft_fiber_release(weft_fiber *fiber) {
+#if WEFT_TSAN
+    if (fiber->tsan_fiber != NULL) {
+        __tsan_destroy_fiber(fiber->tsan_fiber);
+        fiber->tsan_fiber = NULL;
+    }
+#else
+    (void)fiber;
+#endif
+}
+
+void weft_fiber_resumer_init(weft_fiber *fiber) {
+    memset(fiber, 0, sizeof(weft_fiber));
+    fiber->thread_root = 1;
+}
+
+weft_fiber *weft_fiber_thread_create(void) {
+    weft_fiber *fiber = aligned_alloc(16, weft_fiber_record_size());
+    if (fiber == NULL) abort();
+    weft_fiber_resumer_init(fiber);
+    return fiber;
+}
+
+void weft_fiber_thread_destroy(weft_fiber *fiber) { free(fiber); }
+
+void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
+#if WEFT_TSAN
+    /* A thread's record stands for whichever thread resumes through it: take that thread's fiber. */
+    if (from->thread_root) from->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    weft_before_switch(from, to, 0);
+    void *result = weft_context_switch(&from->sp, to->sp, transfer);
+    weft_after_switch(from);
+    return result;
+}
+
+void weft_fiber_exit(weft_fiber *from, weft_fiber *to, void *transfer) {
+    weft_before_switch(from, to, 1);
+    weft_context_switch(&from->sp, to->sp, transfer);
+    weft_fatal("weft: a finished context was resumed");
+}
+
+void *weft_fiber_switch_raw(weft_fiber *from, weft_fiber *to, void *transfer) {
+    return weft_context_switch(&from->sp, to->sp, transfer);
+}

@@ -1,0 +1,98 @@
+/// An asymmetric stackful coroutine, usable without any scheduler: ``resume(_:)`` runs its body
+/// until the body yields a value or returns a result.
+///
+/// ```swift
+/// let running = try Coroutine<Int, Int, String> { first, yielder in
+///     var total = first
+///     while total < 10 { total += try yielder.yield(total) }
+///     return "done at \(total)"
+/// }
+/// try running.resume(1)   // .yielded(1)
+/// try running.resume(5)   // .yielded(6)
+/// try running.resume(5)   // .finished("done at 11")
+/// ```
+///
+/// The body runs on its own stack from a ``StackPool``; the stack goes back to the pool as soon as
+/// the body finishes. A suspended coroutine may be resumed from any thread, one resume at a time.
+///
+/// Releasing a coroutine while it is suspended resumes it one last time: the pending
+/// ``Yielder/yield(_:)`` throws ``CoroutineCancelled`` so the body unwinds and releases what its
+/// frames hold. A body that catches that error and yields again stops the process with a message
+/// (it cannot be suspended forever on memory that is being freed).
+public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
+    /// Handed to the body: suspends it with a value for the resumer.
+    ///
+    /// Valid only inside the body of the coroutine that received it; using it elsewhere stops the
+    /// process with a message.
+    public struct Yielder {
+        unowned(unsafe) let box: CoroutineBox<Input, Output, Result>
+
+        init(box: CoroutineBox<Input, Output, Result>) { self.box = box }
+
+        /// Suspends the body, handing `value` to the caller of ``Coroutine/resume(_:)``.
+        /// - Parameter value: what this resume returns as ``CoroutineStep/yielded(_:)``.
+        /// - Returns: the value given to the next ``Coroutine/resume(_:)``.
+        /// - Throws: ``CoroutineCancelled`` when the coroutine was released while suspended.
+        public func yield(_ value: Output) throws(CoroutineCancelled) -> Input {
+            box.output = value
+            try box.suspendBody()
+            return box.input.take()!
+        }
+
+        /// Same as ``yield(_:)``.
+        /// - Parameter value: what the resume returns.
+        /// - Returns: the value given to the next resume.
+        /// - Throws: ``CoroutineCancelled`` when the coroutine was released while suspended.
+        @discardableResult
+        public func callAsFunction(_ value: Output) throws(CoroutineCancelled) -> Input {
+            try yield(value)
+        }
+    }
+
+    let box: CoroutineBox<Input, Output, Result>
+
+    /// Creates a suspended coroutine; the body first runs at the first ``resume(_:)``.
+    /// - Parameters:
+    ///   - stack: the class of stack to run on.
+    ///   - pool: where the stack comes from and returns to.
+    ///   - body: receives the first resume's value and a ``Yielder``; its result finishes the coroutine.
+    /// - Throws: ``StackError`` when no stack can be had.
+    public init(
+        stack: Stack.Kind = .guarded,
+        pool: StackPool = .shared,
+        body: @escaping @Sendable (Input, Yielder) throws -> Result
+    ) throws(StackError) {
+        let memory = try pool.allocate(stack)
+        box = CoroutineBox(stack: memory, pool: pool, function: body)
+    }
+
+    /// Runs the body until it yields or finishes.
+    /// - Parameter value: the body's first argument on the first resume; afterwards what the pending
+    ///   ``Yielder/yield(_:)`` returns.
+    /// - Returns: the yielded value, or the result when the body returned.
+    /// - Throws: ``CoroutineError`` on misuse (finished, running elsewhere, resumed from its own
+    ///   body), or whatever the body threw (the coroutine is then finished).
+    public func resume(_ value: Input) throws -> CoroutineStep<Output, Result> {
+        try box.begin()
+        box.input = value
+        box.enterBody()
+        if box.bodyFinished {
+            let outcome = box.outcome.take()!
+            box.settle()
+            return .finished(try outcome.get())
+        }
+        let output = box.output.take()!
+        box.settle()
+        return .yielded(output)
+    }
+
+    /// Whether the body has returned or thrown.
+    public var isFinished: Bool { box.phase.load(ordering: .acquiring) == CoroutineCore.Phase.finished.rawValue }
+}
+
+extension Coroutine where Input == Void {
+    /// Runs the body until it yields or finishes (for coroutines that take no input).
+    /// - Returns: the yielded value, or the result when the body returned.
+    /// - Throws: ``CoroutineError`` on misuse, or whatever the body threw.
+    public func resume() throws -> CoroutineStep<Output, Result> { try resume(()) }
+}

@@ -1,0 +1,130 @@
+internal import CWeftContext
+import Synchronization
+
+/// The non-generic part of a ``Coroutine``: its stack, its two contexts and its state machine.
+/// The entry function only knows this class (it cannot name the generic parameters).
+class CoroutineCore: @unchecked Sendable {
+    enum Phase: Int {
+        case created, suspended, running, finished
+    }
+
+    static let nextID = Atomic<UInt64>(1)
+
+    let pool: StackPool
+    var stack: Stack?
+    /// The context running the body, on `stack`.
+    var body: ExecutionContext
+    /// The context of whoever resumed the body; its record sits at the very top of `stack`.
+    let resumer: ExecutionContext
+    let phase = Atomic<Int>(Phase.created.rawValue)
+    /// Set by the body before its last switch out.
+    var bodyFinished = false
+    /// Set by `deinit` before resuming a suspended body so that its `yield` throws.
+    var cancelling = false
+
+    init(stack: Stack, pool: StackPool) {
+        self.pool = pool
+        self.stack = stack
+        let recordSize = ExecutionContext.recordSize
+        let resumerMemory = stack.top - recordSize
+        self.resumer = ExecutionContext.makeResumer(in: resumerMemory)
+        let id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        // `body` is set below once `self` exists; the record address is what the entry needs.
+        self.body = resumer
+        self.body = ExecutionContext(
+            stack: stack, reservingTop: recordSize, id: id, entry: coroutineEntry,
+            argument: Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Runs the body to its end (overridden by the generic subclass); on the coroutine's stack.
+    func runBody() {}
+
+    /// Moves to `running`, or says why not.
+    func begin() throws(CoroutineError) {
+        var current = phase.load(ordering: .acquiring)
+        while true {
+            switch Phase(rawValue: current)! {
+            case .finished:
+                throw .finished
+            case .running:
+                if let running = ExecutionContext.current, running == body { throw .resumedFromInside }
+                throw .alreadyRunning
+            case .created, .suspended:
+                let (exchanged, original) = phase.compareExchange(
+                    expected: current, desired: Phase.running.rawValue, ordering: .acquiringAndReleasing)
+                if exchanged { return }
+                current = original
+            }
+        }
+    }
+
+    /// Switches into the body and back; afterwards either the body is suspended or finished (then
+    /// its stack is back in the pool). The caller collects what the body left, then calls `settle`.
+    func enterBody() {
+        resumer.switch(to: body)
+        if bodyFinished {
+            body.release()
+            if let stack { pool.release(stack) }
+            stack = nil
+        }
+    }
+
+    /// Publishes the new phase; from here another thread may resume the coroutine.
+    func settle() {
+        phase.store((bodyFinished ? Phase.finished : Phase.suspended).rawValue, ordering: .releasing)
+    }
+
+    /// Called on the body's stack: suspends until resumed.
+    /// - Throws: ``CoroutineCancelled`` when resumed by `deinit`.
+    func suspendBody() throws(CoroutineCancelled) {
+        if cancelling {
+            weft_fatal(
+                "weft: Coroutine.Yielder.yield: the coroutine was released while suspended and its body caught "
+                    + "CoroutineCancelled and yielded again; a released coroutine's body must unwind")
+        }
+        guard ExecutionContext.current == body else {
+            weft_fatal("weft: Coroutine.Yielder.yield: called outside its coroutine's body")
+        }
+        body.switch(to: resumer)
+        if cancelling { throw CoroutineCancelled() }
+    }
+
+    deinit {
+        switch Phase(rawValue: phase.load(ordering: .acquiring))! {
+        case .suspended:
+            cancelling = true
+            phase.store(Phase.running.rawValue, ordering: .relaxed)
+            enterBody()
+            settle()
+            if !bodyFinished {
+                weft_fatal("weft: Coroutine deinit: the body did not finish after cancellation")
+            }
+        case .created:
+            body.release()
+            if let stack { pool.release(stack) }
+        case .running:
+            weft_fatal("weft: Coroutine released by its own body while running")
+        case .finished:
+            break
+        }
+    }
+}
+
+/// Every coroutine context starts here, on its own stack.
+private let coroutineEntry: ExecutionContext.Entry = { _, argument in
+    let core = Unmanaged<CoroutineCore>.fromOpaque(argument!)
+    runCoroutineBody(core)
+    // Nothing on this stack may hold a reference past this point: the stack is never unwound.
+    core._withUnsafeGuaranteedRef { finish($0) }
+}
+
+@inline(never)
+private func runCoroutineBody(_ core: Unmanaged<CoroutineCore>) {
+    core._withUnsafeGuaranteedRef { $0.runBody() }
+}
+
+@inline(never)
+private func finish(_ core: CoroutineCore) -> Never {
+    core.bodyFinished = true
+    core.body.exit(to: core.resumer)
+}

@@ -1,0 +1,213 @@
+internal import CWeftContext
+import Synchronization
+
+/// Hands out ``Stack``s of both classes and takes them back for reuse. Thread-safe.
+///
+/// Released stacks are reused last-in first-out, so the most recently touched (cache- and
+/// TLB-warm) memory goes out first. Up to ``Configuration/highWaterMark`` released stacks per
+/// class keep their memory; past that, a released stack's pages go back to the kernel with
+/// `MADV_DONTNEED` (its address range stays reserved for reuse). Compact-stack mappings are kept for
+/// the pool's lifetime; guarded stacks beyond ``Configuration/maximumCachedGuardedStacks`` cold ones
+/// are unmapped.
+public final class StackPool: Sendable {
+    /// The pool used when none is given, with the default ``Configuration``.
+    public static let shared = StackPool(validated: Configuration())
+
+    /// The sizes and limits this pool was made with (sizes rounded to whole pages).
+    public let configuration: Configuration
+    let pageSize: Int
+    let state: Mutex<State>
+
+    struct State: ~Copyable {
+        var guardedWarm: [Stack] = []
+        var guardedCold: [Stack] = []
+        var compactWarm: [Stack] = []
+        var compactCold: [Stack] = []
+        var compactMappings: [(base: UInt, bytes: Int)] = []
+        var statistics = Statistics()
+    }
+
+    /// Creates a pool.
+    /// - Parameter configuration: stack sizes and retention limits.
+    /// - Throws: ``StackError/invalidConfiguration(_:)`` for a size below 16 KiB (the record and
+    ///   first frames need room), a per-mapping count below 1 or a negative limit.
+    public convenience init(configuration: Configuration) throws(StackError) {
+        if configuration.guardedStackSize < 16 * 1024 || configuration.compactStackSize < 8 * 1024 {
+            throw .invalidConfiguration("guarded stacks need at least 16 KiB and compact stacks 8 KiB")
+        }
+        if configuration.compactStacksPerMapping < 1 || configuration.highWaterMark < 0
+            || configuration.maximumCachedGuardedStacks < 0
+        {
+            throw .invalidConfiguration("counts must be positive and limits non-negative")
+        }
+        self.init(validated: configuration)
+    }
+
+    private init(validated configuration: Configuration) {
+        let page = Int(weft_page_size())
+        var rounded = configuration
+        rounded.guardedStackSize = (configuration.guardedStackSize + page - 1) / page * page
+        rounded.compactStackSize = (configuration.compactStackSize + page - 1) / page * page
+        self.configuration = rounded
+        self.pageSize = page
+        self.state = Mutex(State())
+    }
+
+    deinit {
+        state.withLock { state in
+            for stack in state.guardedWarm + state.guardedCold {
+                _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: stack.guardAddress), stack.size + stack.guardSize)
+            }
+            for mapping in state.compactMappings {
+                _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: mapping.base), mapping.bytes)
+            }
+        }
+    }
+
+    /// The pool's counters now.
+    public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Takes a stack from the pool, mapping new memory when none is free.
+    /// - Parameter kind: the class of stack.
+    /// - Returns: a stack of ``Configuration/guardedStackSize`` or ``Configuration/compactStackSize`` bytes.
+    /// - Throws: ``StackError/mappingLimitReached(limit:mappings:)`` when `vm.max_map_count` stops a new
+    ///   mapping, ``StackError/mapFailed(operation:errno:)`` for other mapping failures.
+    public func allocate(_ kind: Stack.Kind = .guarded) throws(StackError) -> Stack {
+        let reused: Stack? = state.withLock { state in
+            switch kind {
+            case .guarded:
+                guard let stack = state.guardedWarm.popLast() ?? state.guardedCold.popLast() else { return nil }
+                state.statistics.guardedWarm = state.guardedWarm.count
+                state.statistics.guardedCold = state.guardedCold.count
+                state.statistics.guardedInUse += 1
+                state.statistics.reuses += 1
+                return stack
+            case .compact:
+                guard let stack = state.compactWarm.popLast() ?? state.compactCold.popLast() else { return nil }
+                state.statistics.compactWarm = state.compactWarm.count
+                state.statistics.compactCold = state.compactCold.count
+                state.statistics.compactInUse += 1
+                state.statistics.reuses += 1
+                return stack
+            }
+        }
+        if let reused { return reused }
+        switch kind {
+        case .guarded: return try mapGuarded()
+        case .compact: return try mapCompact()
+        }
+    }
+
+    /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
+    /// - Parameter stack: a stack this pool allocated.
+    public func release(_ stack: Stack) {
+        let discard: Bool = state.withLock { state in
+            switch stack.kind {
+            case .guarded:
+                state.statistics.guardedInUse -= 1
+                if state.guardedWarm.count < configuration.highWaterMark {
+                    state.guardedWarm.append(stack)
+                    state.statistics.guardedWarm = state.guardedWarm.count
+                    return false
+                }
+                state.statistics.discards += 1
+                return true
+            case .compact:
+                state.statistics.compactInUse -= 1
+                if state.compactWarm.count < configuration.highWaterMark {
+                    state.compactWarm.append(stack)
+                    state.statistics.compactWarm = state.compactWarm.count
+                    return false
+                }
+                state.statistics.discards += 1
+                return true
+            }
+        }
+        guard discard else { return }
+        // The syscall runs outside the lock; the stack joins the cold list only afterwards.
+        _ = weft_stack_discard(stack.bottom, stack.size)
+        let unmap: Bool = state.withLock { state in
+            switch stack.kind {
+            case .guarded:
+                if state.guardedCold.count < configuration.maximumCachedGuardedStacks {
+                    state.guardedCold.append(stack)
+                    state.statistics.guardedCold = state.guardedCold.count
+                    return false
+                }
+                state.statistics.unmaps += 1
+                return true
+            case .compact:
+                state.compactCold.append(stack)
+                state.statistics.compactCold = state.compactCold.count
+                return false
+            }
+        }
+        if unmap {
+            _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: stack.guardAddress), stack.size + stack.guardSize)
+        }
+    }
+
+    /// Gives the memory of every warm released stack back to the kernel now (they stay reusable).
+    public func trim() {
+        let warm: [Stack] = state.withLock { state in
+            let warm = state.guardedWarm + state.compactWarm
+            state.guardedWarm.removeAll()
+            state.compactWarm.removeAll()
+            state.statistics.guardedWarm = 0
+            state.statistics.compactWarm = 0
+            return warm
+        }
+        for stack in warm { _ = weft_stack_discard(stack.bottom, stack.size) }
+        state.withLock { state in
+            for stack in warm {
+                if stack.kind == .guarded { state.guardedCold.append(stack) } else { state.compactCold.append(stack) }
+                state.statistics.discards += 1
+            }
+            state.statistics.guardedCold = state.guardedCold.count
+            state.statistics.compactCold = state.compactCold.count
+        }
+    }
+
+    private func mapGuarded() throws(StackError) -> Stack {
+        let size = configuration.guardedStackSize
+        var base: UnsafeMutableRawPointer?
+        let error = weft_stack_map(size + pageSize, pageSize, &base)
+        if error != 0 { throw mappingError(error, operation: "mmap of a guarded stack") }
+        let address = UInt(bitPattern: base)
+        state.withLock { $0.statistics.guardedInUse += 1 }
+        return Stack(lowAddress: address + UInt(pageSize), size: size, kind: .guarded, guardAddress: address, guardSize: pageSize)
+    }
+
+    private func mapCompact() throws(StackError) -> Stack {
+        let size = configuration.compactStackSize
+        let count = configuration.compactStacksPerMapping
+        var base: UnsafeMutableRawPointer?
+        let error = weft_stack_map(size * count, 0, &base)
+        if error != 0 { throw mappingError(error, operation: "mmap of compact stacks") }
+        let address = UInt(bitPattern: base)
+        let stacks = (0..<count).map {
+            Stack(lowAddress: address + UInt($0 * size), size: size, kind: .compact, guardAddress: 0, guardSize: 0)
+        }
+        return state.withLock { state in
+            state.compactMappings.append((address, size * count))
+            state.statistics.compactMappings += 1
+            // Highest first so the stack handed out now is the lowest and reuse order stays LIFO.
+            state.compactCold.append(contentsOf: stacks.dropFirst().reversed())
+            state.statistics.compactCold = state.compactCold.count
+            state.statistics.compactInUse += 1
+            return stacks[0]
+        }
+    }
+
+    private func mappingError(_ error: Int32, operation: String) -> StackError {
+        if error == 12 /* ENOMEM */ {
+            let limit = weft_max_map_count()
+            let mappings = weft_map_count()
+            // The kernel refuses a new mapping a few short of the limit (it counts splits too).
+            if limit > 0 && mappings >= 0 && mappings + 8 >= limit {
+                return .mappingLimitReached(limit: limit, mappings: mappings)
+            }
+        }
+        return .mapFailed(operation: operation, errno: error)
+    }
+}
