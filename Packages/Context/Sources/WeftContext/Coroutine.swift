@@ -25,18 +25,23 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     /// Valid only inside the body of the coroutine that received it; using it elsewhere stops the
     /// process with a message.
     public struct Yielder {
-        unowned(unsafe) let box: CoroutineBox<Input, Output, Result>
+        // Unmanaged, not a strong or unowned reference: a reference loaded for the call would be
+        // retained by the suspended frame, and a released coroutine could never be cancelled.
+        let box: Unmanaged<CoroutineBox<Input, Output, Result>>
 
-        init(box: CoroutineBox<Input, Output, Result>) { self.box = box }
+        init(box: CoroutineBox<Input, Output, Result>) { self.box = Unmanaged.passUnretained(box) }
 
         /// Suspends the body, handing `value` to the caller of ``Coroutine/resume(_:)``.
         /// - Parameter value: what this resume returns as ``CoroutineStep/yielded(_:)``.
         /// - Returns: the value given to the next ``Coroutine/resume(_:)``.
         /// - Throws: ``CoroutineCancelled`` when the coroutine was released while suspended.
         public func yield(_ value: Output) throws(CoroutineCancelled) -> Input {
-            box.output = value
-            try box.suspendBody()
-            return box.input.take()!
+            let input: Input? = box._withUnsafeGuaranteedRef { box in
+                box.output = value
+                return box.suspendBody() ? box.input.take()! : nil
+            }
+            guard let input else { throw CoroutineCancelled() }
+            return input
         }
 
         /// Same as ``yield(_:)``.

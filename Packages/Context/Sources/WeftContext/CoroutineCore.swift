@@ -75,8 +75,8 @@ class CoroutineCore: @unchecked Sendable {
     }
 
     /// Called on the body's stack: suspends until resumed.
-    /// - Throws: ``CoroutineCancelled`` when resumed by `deinit`.
-    func suspendBody() throws(CoroutineCancelled) {
+    /// - Returns: false when resumed by `deinit` (the body must unwind).
+    func suspendBody() -> Bool {
         if cancelling {
             weft_fatal(
                 "weft: Coroutine.Yielder.yield: the coroutine was released while suspended and its body caught "
@@ -86,7 +86,7 @@ class CoroutineCore: @unchecked Sendable {
             weft_fatal("weft: Coroutine.Yielder.yield: called outside its coroutine's body")
         }
         body.switch(to: resumer)
-        if cancelling { throw CoroutineCancelled() }
+        return !cancelling
     }
 
     deinit {

@@ -109,6 +109,12 @@ public struct ExecutionContext: @unchecked Sendable, Hashable {
         weft_fiber_current().map { ExecutionContext(record: UnsafeMutableRawPointer($0)) }
     }
 
+    /// The lowest usable address of the stack this context was made on (`nil` for a resumer):
+    /// code can compare the address of a local with it to see how much stack is left.
+    public var stackLowerBound: UnsafeRawPointer? {
+        fiber.pointee.thread_root != 0 ? nil : UnsafeRawPointer(fiber.pointee.stack_lo)
+    }
+
     /// The id given at creation (shown in overflow reports).
     public var id: UInt64 { fiber.pointee.id }
 

@@ -52,5 +52,8 @@ extension StackPool {
         public var unmaps = 0
         /// Stacks handed out again from the pool instead of newly mapped.
         public var reuses = 0
+
+        /// All counters zero.
+        public init() {}
     }
 }
