@@ -121,6 +121,7 @@ weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, s
     fiber->arg = arg;
     fiber->stack_lo = stack_lo;
     fiber->stack_size = stack_size - record;
+    fiber->stack_bytes = stack_size;
     fiber->guard_lo = guard_lo;
     fiber->guard_size = guard_size;
     fiber->id = id;

@@ -86,7 +86,7 @@ static void overflow_handler(int signo, siginfo_t *info, void *ucontext) {
             n = append(message, n, "weft: stack overflow in context #");
             n += format_u64(message + n, fiber->id);
             n = append(message, n, " (stack size ");
-            n += format_u64(message + n, fiber->stack_size + weft_fiber_record_size());
+            n += format_u64(message + n, fiber->stack_bytes);
             n = append(message, n, " bytes): it hit its guard page. Give it a bigger stack "
                                    "(StackPool.Configuration) or recurse less.\n");
             write_all(message, n);
@@ -148,7 +148,7 @@ void weft_canary_failed(const weft_fiber *fiber) {
     n = append(message, n, "weft: stack overflow in context #");
     n += format_u64(message + n, fiber->id);
     n = append(message, n, " (compact stack of ");
-    n += format_u64(message + n, fiber->stack_size + weft_fiber_record_size());
+    n += format_u64(message + n, fiber->stack_bytes);
     n = append(message, n, " bytes): its canary was overwritten. Use a guarded or bigger stack.");
     message[n] = 0;
     weft_fatal(message);

@@ -43,6 +43,7 @@ public struct ExecutionContext: @unchecked Sendable, Hashable {
             stack.bottom, stack.size - reserved,
             UnsafeMutableRawPointer(bitPattern: stack.guardAddress), stack.guardSize,
             stack.kind == .compact ? 1 : 0, id, entry, argument)!
+        made.pointee.stack_bytes = stack.size
         self.init(record: UnsafeMutableRawPointer(made))
     }
 

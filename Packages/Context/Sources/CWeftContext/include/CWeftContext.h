@@ -40,6 +40,7 @@ typedef struct weft_fiber {
     void *arg;
     void *stack_lo;                 /* usable stack: [stack_lo, stack_lo + stack_size) */
     size_t stack_size;
+    size_t stack_bytes;             /* the whole stack as allocated (shown in reports) */
     void *guard_lo;                 /* PROT_NONE guard: [guard_lo, guard_lo + guard_size) */
     size_t guard_size;
     uint64_t id;                    /* shown in overflow reports */

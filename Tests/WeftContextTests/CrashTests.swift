@@ -1,0 +1,44 @@
+import Glibc
+import WeftContext
+import XCTest
+
+/// Failures that must stop the process with a clear message first, each checked in a child process.
+final class CrashTests: XCTestCase {
+    func testGuardPageOverflowIsReportedThenKillsWithSIGSEGV() {
+        let outcome = runChild(scenario: "overflow")
+        XCTAssertEqual(outcome.signal, SIGSEGV, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("weft: stack overflow in context #"), outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("(stack size \(StackPool.shared.configuration.guardedStackSize) bytes)"), outcome.stderr)
+    }
+
+    func testCompactStackCanaryIsCheckedAtSwitch() {
+        let outcome = runChild(scenario: "canary")
+        XCTAssertEqual(outcome.signal, SIGABRT, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("compact stack of 32768 bytes): its canary was overwritten"), outcome.stderr)
+    }
+
+    func testYieldAfterCancellationTraps() {
+        let outcome = runChild(scenario: "yield-after-cancel")
+        XCTAssertEqual(outcome.signal, SIGABRT, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("caught CoroutineCancelled and yielded again"), outcome.stderr)
+    }
+
+    func testYieldOutsideTheBodyTraps() {
+        let outcome = runChild(scenario: "yield-outside")
+        XCTAssertEqual(outcome.signal, SIGABRT, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("called outside its coroutine's body"), outcome.stderr)
+    }
+
+    func testExclusivityViolationWithoutSaveRestore() {
+        let outcome = runChild(scenario: "exclusivity-without-hooks")
+        XCTAssertNotNil(outcome.signal, "the bare switch must break exclusivity tracking: \(outcome.stderr)")
+        XCTAssertTrue(outcome.stderr.contains("Simultaneous accesses"), outcome.stderr)
+    }
+
+    func testExclusivityHeldAcrossSwitchAndMigrationWithSaveRestore() throws {
+        let baseline = StackPool.shared.statistics
+        XCTAssertEqual(try ExclusivityScenario(hooks: true).run(pool: .shared), 12)
+        XCTAssertEqual(StackPool.shared.statistics.guardedInUse, baseline.guardedInUse)
+        XCTAssertEqual(StackPool.shared.statistics.compactInUse, baseline.compactInUse)
+    }
+}
