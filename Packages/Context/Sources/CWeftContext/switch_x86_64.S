@@ -24,14 +24,18 @@ weft_context_switch:
     .cfi_adjust_cfa_offset 8
     pushq %r15
     .cfi_adjust_cfa_offset 8
-    subq $8, %rsp
+    pushq $0
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
     movq %rsp, (%rdi)
+    movq (%rsp), %rcx
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
+    /* Loading MXCSR and the x87 control word is slow (fldcw serialises): skip it when the
+     * resumed context's values equal the current ones, which is almost always. */
+    cmpq (%rsp), %rcx
+    jne 2f
+1:
     addq $8, %rsp
     popq %r15
     popq %r14
@@ -41,6 +45,10 @@ weft_context_switch:
     popq %rbp
     movq %rdx, %rax
     ret
+2:
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    jmp 1b
     .cfi_endproc
     .size weft_context_switch, .-weft_context_switch
 
@@ -55,6 +63,7 @@ weft_context_make:
     movq %rdi, %rax
     andq $-16, %rax
     subq $80, %rax
+    movq $0, (%rax)
     stmxcsr (%rax)
     fnstcw 4(%rax)
     movq $0, 8(%rax)

@@ -27,34 +27,37 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     public struct Yielder {
         // Unmanaged, not a strong or unowned reference: a reference loaded for the call would be
         // retained by the suspended frame, and a released coroutine could never be cancelled.
-        let box: Unmanaged<CoroutineBox<Input, Output, Result>>
+        @usableFromInline let box: Unmanaged<CoroutineBox<Input, Output, Result>>
 
+        @usableFromInline
         init(box: CoroutineBox<Input, Output, Result>) { self.box = Unmanaged.passUnretained(box) }
 
         /// Suspends the body, handing `value` to the caller of ``Coroutine/resume(_:)``.
         /// - Parameter value: what this resume returns as ``CoroutineStep/yielded(_:)``.
         /// - Returns: the value given to the next ``Coroutine/resume(_:)``.
         /// - Throws: ``CoroutineCancelled`` when the coroutine was released while suspended.
+        @inlinable
         public func yield(_ value: Output) throws(CoroutineCancelled) -> Input {
-            let input: Input? = box._withUnsafeGuaranteedRef { box in
-                box.output = value
-                return box.suspendBody() ? box.input.take()! : nil
+            let resumed: Bool = box._withUnsafeGuaranteedRef { box in
+                box.yieldSlot().assumingMemoryBound(to: Output.self).initialize(to: value)
+                return box.suspendBody()
             }
-            guard let input else { throw CoroutineCancelled() }
-            return input
+            guard resumed else { throw CoroutineCancelled() }
+            return box._withUnsafeGuaranteedRef { $0.inputSlot!.assumingMemoryBound(to: Input.self).move() }
         }
 
         /// Same as ``yield(_:)``.
         /// - Parameter value: what the resume returns.
         /// - Returns: the value given to the next resume.
         /// - Throws: ``CoroutineCancelled`` when the coroutine was released while suspended.
+        @inlinable
         @discardableResult
         public func callAsFunction(_ value: Output) throws(CoroutineCancelled) -> Input {
             try yield(value)
         }
     }
 
-    let box: CoroutineBox<Input, Output, Result>
+    @usableFromInline let box: CoroutineBox<Input, Output, Result>
 
     /// Creates a suspended coroutine; the body first runs at the first ``resume(_:)``.
     /// - Parameters:
@@ -62,6 +65,7 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     ///   - pool: where the stack comes from and returns to.
     ///   - body: receives the first resume's value and a ``Yielder``; its result finishes the coroutine.
     /// - Throws: ``StackError`` when no stack can be had.
+    @inlinable
     public init(
         stack: Stack.Kind = .guarded,
         pool: StackPool = .shared,
@@ -77,27 +81,49 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     /// - Returns: the yielded value, or the result when the body returned.
     /// - Throws: ``CoroutineError`` on misuse (finished, running elsewhere, resumed from its own
     ///   body), or whatever the body threw (the coroutine is then finished).
+    @inlinable
     public func resume(_ value: Input) throws -> CoroutineStep<Output, Result> {
         try box.begin()
-        box.input = value
-        box.enterBody()
-        if box.bodyFinished {
-            let outcome = box.outcome.take()!
-            box.settle()
-            return .finished(try outcome.get())
+        // The slots live on this stack for the duration of the switch; the body moves the input
+        // out and initialises exactly one of output (it yielded) or result (it returned).
+        return try withUnsafeTemporaryAllocation(of: Input.self, capacity: 1) { input in
+            try withUnsafeTemporaryAllocation(of: Output.self, capacity: 1) { output in
+                try withUnsafeTemporaryAllocation(of: Result.self, capacity: 1) { result in
+                    input.baseAddress!.initialize(to: value)
+                    box.inputSlot = UnsafeMutableRawPointer(input.baseAddress!)
+                    box.outputSlot = UnsafeMutableRawPointer(output.baseAddress!)
+                    box.resultSlot = UnsafeMutableRawPointer(result.baseAddress!)
+                    box.enterBody()
+                    box.inputSlot = nil
+                    box.outputSlot = nil
+                    box.resultSlot = nil
+                    if box.bodyFinished {
+                        let failure = box.failure
+                        box.failure = nil
+                        if let failure {
+                            box.settle()
+                            throw failure
+                        }
+                        let value = result.baseAddress!.move()
+                        box.settle()
+                        return .finished(value)
+                    }
+                    let value = output.baseAddress!.move()
+                    box.settle()
+                    return .yielded(value)
+                }
+            }
         }
-        let output = box.output.take()!
-        box.settle()
-        return .yielded(output)
     }
 
     /// Whether the body has returned or thrown.
-    public var isFinished: Bool { box.phase.load(ordering: .acquiring) == CoroutineCore.Phase.finished.rawValue }
+    public var isFinished: Bool { box.isFinished }
 }
 
 extension Coroutine where Input == Void {
     /// Runs the body until it yields or finishes (for coroutines that take no input).
     /// - Returns: the yielded value, or the result when the body returned.
     /// - Throws: ``CoroutineError`` on misuse, or whatever the body threw.
+    @inlinable
     public func resume() throws -> CoroutineStep<Output, Result> { try resume(()) }
 }

@@ -3,6 +3,11 @@ import Synchronization
 
 /// The non-generic part of a ``Coroutine``: its stack, its two contexts and its state machine.
 /// The entry function only knows this class (it cannot name the generic parameters).
+///
+/// Values travel between `resume` and `yield` through slots on the resumer's stack (raw pointers
+/// set by each resume), not through generic stored properties: the generic code is specialised in
+/// the caller's module and the non-generic core never needs generic metadata at run time.
+@usableFromInline
 class CoroutineCore: @unchecked Sendable {
     enum Phase: Int {
         case created, suspended, running, finished
@@ -18,10 +23,19 @@ class CoroutineCore: @unchecked Sendable {
     let resumer: ExecutionContext
     let phase = Atomic<Int>(Phase.created.rawValue)
     /// Set by the body before its last switch out.
-    var bodyFinished = false
+    @usableFromInline var bodyFinished = false
+    /// Where the next value for the body waits (an initialised `Input`, moved out by the body).
+    @usableFromInline var inputSlot: UnsafeMutableRawPointer?
+    /// Where the body puts a yielded `Output` (uninitialised memory of the current resume).
+    @usableFromInline var outputSlot: UnsafeMutableRawPointer?
+    /// Where the body puts its `Result` when it returns (uninitialised memory of the current resume).
+    @usableFromInline var resultSlot: UnsafeMutableRawPointer?
+    /// What the body threw, if it did.
+    @usableFromInline var failure: (any Error)?
     /// Set by `deinit` before resuming a suspended body so that its `yield` throws.
     var cancelling = false
 
+    @usableFromInline
     init(stack: Stack, pool: StackPool) {
         self.pool = pool
         self.stack = stack
@@ -37,9 +51,11 @@ class CoroutineCore: @unchecked Sendable {
     }
 
     /// Runs the body to its end (overridden by the generic subclass); on the coroutine's stack.
+    @usableFromInline
     func runBody() {}
 
     /// Moves to `running`, or says why not.
+    @usableFromInline
     func begin() throws(CoroutineError) {
         var current = phase.load(ordering: .acquiring)
         while true {
@@ -60,6 +76,7 @@ class CoroutineCore: @unchecked Sendable {
 
     /// Switches into the body and back; afterwards either the body is suspended or finished (then
     /// its stack is back in the pool). The caller collects what the body left, then calls `settle`.
+    @usableFromInline
     func enterBody() {
         resumer.switch(to: body)
         if bodyFinished {
@@ -70,24 +87,36 @@ class CoroutineCore: @unchecked Sendable {
     }
 
     /// Publishes the new phase; from here another thread may resume the coroutine.
+    @usableFromInline
     func settle() {
         phase.store((bodyFinished ? Phase.finished : Phase.suspended).rawValue, ordering: .releasing)
     }
 
-    /// Called on the body's stack: suspends until resumed.
-    /// - Returns: false when resumed by `deinit` (the body must unwind).
-    func suspendBody() -> Bool {
+    /// Called on the body's stack before a yield: stops the process with a message on misuse.
+    /// - Returns: where the yielded value goes.
+    @usableFromInline
+    func yieldSlot() -> UnsafeMutableRawPointer {
         if cancelling {
             weft_fatal(
                 "weft: Coroutine.Yielder.yield: the coroutine was released while suspended and its body caught "
                     + "CoroutineCancelled and yielded again; a released coroutine's body must unwind")
         }
-        guard ExecutionContext.current == body else {
+        guard ExecutionContext.current == body, let slot = outputSlot else {
             weft_fatal("weft: Coroutine.Yielder.yield: called outside its coroutine's body")
         }
+        return slot
+    }
+
+    /// Called on the body's stack after the yielded value is in place: suspends until resumed.
+    /// - Returns: false when resumed by `deinit` (the body must unwind).
+    @usableFromInline
+    func suspendBody() -> Bool {
         body.switch(to: resumer)
         return !cancelling
     }
+
+    /// Whether the body has returned or thrown.
+    var isFinished: Bool { phase.load(ordering: .acquiring) == Phase.finished.rawValue }
 
     deinit {
         switch Phase(rawValue: phase.load(ordering: .acquiring))! {

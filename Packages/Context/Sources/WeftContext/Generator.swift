@@ -14,9 +14,9 @@ public struct Generator<Element>: Sequence {
     /// Handed to the body: each call produces one element.
     public typealias Yield = Coroutine<Void, Element, Void>.Yielder
 
-    let body: @Sendable (Yield) throws -> Void
-    let stack: Stack.Kind
-    let pool: StackPool
+    @usableFromInline let body: @Sendable (Yield) throws -> Void
+    @usableFromInline let stack: Stack.Kind
+    @usableFromInline let pool: StackPool
 
     /// Creates a generator.
     /// - Parameters:
@@ -24,6 +24,7 @@ public struct Generator<Element>: Sequence {
     ///   - pool: where stacks come from.
     ///   - body: yields the elements in order; returning ends the sequence. An error other than
     ///     ``CoroutineCancelled`` thrown by it stops the process (a `Sequence` cannot throw).
+    @inlinable
     public init(
         stack: Stack.Kind = .guarded,
         pool: StackPool = .shared,
@@ -37,6 +38,7 @@ public struct Generator<Element>: Sequence {
     /// Starts a new run of the body. Stops the process with a message if no stack can be had
     /// (a `Sequence` cannot throw); use ``Coroutine`` directly to handle ``StackError``.
     /// - Returns: an iterator over this run.
+    @inlinable
     public func makeIterator() -> Iterator {
         let body = self.body
         do {
@@ -48,10 +50,14 @@ public struct Generator<Element>: Sequence {
 
     /// Iterates one run of a ``Generator``.
     public struct Iterator: IteratorProtocol {
-        var coroutine: Coroutine<Void, Element, Void>?
+        @usableFromInline var coroutine: Coroutine<Void, Element, Void>?
+
+        @inlinable
+        init(coroutine: Coroutine<Void, Element, Void>) { self.coroutine = coroutine }
 
         /// Resumes the body for the next element.
         /// - Returns: the next element, or `nil` once the body has returned.
+        @inlinable
         public mutating func next() -> Element? {
             guard let running = coroutine else { return nil }
             do {

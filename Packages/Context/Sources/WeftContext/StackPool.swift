@@ -101,7 +101,7 @@ public final class StackPool: Sendable {
     /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
     /// - Parameter stack: a stack this pool allocated.
     public func release(_ stack: Stack) {
-        let discard: Bool = state.withLock { state in
+        let overHighWater: Bool = state.withLock { state in
             switch stack.kind {
             case .guarded:
                 state.statistics.guardedInUse -= 1
@@ -123,9 +123,9 @@ public final class StackPool: Sendable {
                 return true
             }
         }
-        guard discard else { return }
+        guard overHighWater else { return }
         // The syscall runs outside the lock; the stack joins the cold list only afterwards.
-        _ = weft_stack_discard(stack.bottom, stack.size)
+        discard(stack)
         let unmap: Bool = state.withLock { state in
             switch stack.kind {
             case .guarded:
@@ -157,7 +157,7 @@ public final class StackPool: Sendable {
             state.statistics.compactWarm = 0
             return warm
         }
-        for stack in warm { _ = weft_stack_discard(stack.bottom, stack.size) }
+        for stack in warm { discard(stack) }
         state.withLock { state in
             for stack in warm {
                 if stack.kind == .guarded { state.guardedCold.append(stack) } else { state.compactCold.append(stack) }
@@ -178,18 +178,25 @@ public final class StackPool: Sendable {
         return Stack(lowAddress: address + UInt(pageSize), size: size, kind: .guarded, guardAddress: address, guardSize: pageSize)
     }
 
+    /// Compact stacks are laid out one page minus 64 bytes above page boundaries: the canary at
+    /// the bottom of stack i then shares a page with the top of stack i-1, so a parked coroutine
+    /// whose frames fit in that page keeps exactly one resident page (not a top page plus a canary
+    /// page).
+    private var compactOffset: Int { pageSize - 64 }
+
     private func mapCompact() throws(StackError) -> Stack {
         let size = configuration.compactStackSize
         let count = configuration.compactStacksPerMapping
+        let bytes = size * count + pageSize
         var base: UnsafeMutableRawPointer?
-        let error = weft_stack_map(size * count, 0, &base)
+        let error = weft_stack_map(bytes, 0, &base)
         if error != 0 { throw mappingError(error, operation: "mmap of compact stacks") }
-        let address = UInt(bitPattern: base)
+        let address = UInt(bitPattern: base) + UInt(compactOffset)
         let stacks = (0..<count).map {
             Stack(lowAddress: address + UInt($0 * size), size: size, kind: .compact, guardAddress: 0, guardSize: 0)
         }
         return state.withLock { state in
-            state.compactMappings.append((address, size * count))
+            state.compactMappings.append((UInt(bitPattern: base), bytes))
             state.statistics.compactMappings += 1
             // Highest first so the stack handed out now is the lowest and reuse order stays LIFO.
             state.compactCold.append(contentsOf: stacks.dropFirst().reversed())
@@ -197,6 +204,15 @@ public final class StackPool: Sendable {
             state.statistics.compactInUse += 1
             return stacks[0]
         }
+    }
+
+    /// Gives back the whole pages inside a stack (a compact stack's partial end pages are shared
+    /// with its neighbours and stay).
+    private func discard(_ stack: Stack) {
+        let page = UInt(pageSize)
+        let low = (stack.lowAddress + page - 1) / page * page
+        let high = (stack.lowAddress + UInt(stack.size)) / page * page
+        if high > low { _ = weft_stack_discard(UnsafeMutableRawPointer(bitPattern: low), Int(high - low)) }
     }
 
     private func mappingError(_ error: Int32, operation: String) -> StackError {
