@@ -6,9 +6,9 @@ import XCTest
 final class CrashTests: XCTestCase {
     func testGuardPageOverflowIsReportedThenKillsWithSIGSEGV() {
         let outcome = runChild(scenario: "overflow")
-        if ExecutionContext.sanitizers.contains("address") {
-            // The signal is handed on to ASan's handler, which reports and exits.
-            XCTAssertTrue(outcome.stderr.contains("AddressSanitizer: stack-overflow"), outcome.stderr)
+        if !ExecutionContext.sanitizers.isEmpty {
+            // The signal is handed on to the sanitizer's handler, which reports and exits.
+            XCTAssertTrue(outcome.stderr.contains("Sanitizer: stack-overflow"), outcome.stderr)
         } else {
             XCTAssertEqual(outcome.signal, SIGSEGV, outcome.stderr)
         }

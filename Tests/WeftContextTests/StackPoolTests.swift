@@ -92,7 +92,8 @@ final class StackPoolTests: PoolCheckedTestCase {
             return XCTFail("expected the mapping limit after \(count) stacks, got \(String(describing: failure))")
         }
         XCTAssertGreaterThanOrEqual(mappings + 8, limit)
-        XCTAssertGreaterThan(count, limit / 2 - 2000)
+        // Sanitizer runtimes hold thousands of mappings of their own.
+        XCTAssertGreaterThan(count, limit / 4)
         XCTAssertTrue(failure!.description.contains("vm.max_map_count"))
         XCTAssertEqual(pool.statistics.guardedInUse, 0)
     }
