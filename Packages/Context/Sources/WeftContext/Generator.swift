@@ -74,3 +74,7 @@ public struct Generator<Element>: Sequence {
         }
     }
 }
+
+/// A generator holds only its `@Sendable` body and where its stacks come from, so it can be shared
+/// between threads (each iteration still runs its own coroutine).
+extension Generator: Sendable {}

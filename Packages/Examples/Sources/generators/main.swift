@@ -12,25 +12,28 @@ let fibonacci = Generator<Int> { yield in
 print("fibonacci:", Array(fibonacci.prefix(15)).map(String.init).joined(separator: " "))
 print("first fibonacci number above 1000:", fibonacci.first { $0 > 1000 }!)
 
-// 2. A pipeline of coroutines: numbers -> primes (trial division) -> pairs of twin primes.
-let numbers = Generator<Int>(stack: .compact) { yield in
-    for n in 2... { try yield(n) }
-}
-let primes = Generator<Int>(stack: .compact) { yield in
-    var found: [Int] = []
-    for n in numbers where !found.contains(where: { n % $0 == 0 }) {
-        found.append(n)
-        try yield(n)
+// 2. A pipeline of coroutines: numbers -> primes (trial division) -> pairs of twin primes. Each
+// stage iterates the one before it inside its own body.
+func twinPrimes() -> Generator<(Int, Int)> {
+    let numbers = Generator<Int>(stack: .compact) { yield in
+        for n in 2... { try yield(n) }
+    }
+    let primes = Generator<Int>(stack: .compact) { yield in
+        var found: [Int] = []
+        for n in numbers where !found.contains(where: { n % $0 == 0 }) {
+            found.append(n)
+            try yield(n)
+        }
+    }
+    return Generator<(Int, Int)>(stack: .compact) { yield in
+        var previous = 2
+        for p in primes {
+            if p - previous == 2 { try yield((previous, p)) }
+            previous = p
+        }
     }
 }
-let twins = Generator<(Int, Int)>(stack: .compact) { yield in
-    var previous = 2
-    for p in primes {
-        if p - previous == 2 { try yield((previous, p)) }
-        previous = p
-    }
-}
-print("twin primes:", twins.prefix(8).map { "(\($0.0), \($0.1))" }.joined(separator: " "))
+print("twin primes:", twinPrimes().prefix(8).map { "(\($0.0), \($0.1))" }.joined(separator: " "))
 
 // 3. A coroutine that takes input on every resume: a running average.
 let average = try Coroutine<Double, Double, Int> { first, yielder in
