@@ -19,7 +19,7 @@
 /// ``Yielder/yield(_:)`` throws ``CoroutineCancelled`` so the body unwinds and releases what its
 /// frames hold. A body that catches that error and yields again stops the process with a message
 /// (it cannot be suspended forever on memory that is being freed).
-public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
+public final class Coroutine<Input, Output, Result>: CoroutineCore, @unchecked Sendable {
     /// Handed to the body: suspends it with a value for the resumer.
     ///
     /// Valid only inside the body of the coroutine that received it; using it elsewhere stops the
@@ -27,10 +27,10 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     public struct Yielder {
         // Unmanaged, not a strong or unowned reference: a reference loaded for the call would be
         // retained by the suspended frame, and a released coroutine could never be cancelled.
-        @usableFromInline let box: Unmanaged<CoroutineBox<Input, Output, Result>>
+        @usableFromInline let box: Unmanaged<Coroutine<Input, Output, Result>>
 
         @usableFromInline
-        init(box: CoroutineBox<Input, Output, Result>) { self.box = Unmanaged.passUnretained(box) }
+        init(box: Coroutine<Input, Output, Result>) { self.box = Unmanaged.passUnretained(box) }
 
         /// Suspends the body, handing `value` to the caller of ``Coroutine/resume(_:)``.
         /// - Parameter value: what this resume returns as ``CoroutineStep/yielded(_:)``.
@@ -57,7 +57,10 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
         }
     }
 
-    @usableFromInline let box: CoroutineBox<Input, Output, Result>
+    @usableFromInline let function: (Input, Yielder) throws -> Result
+
+    /// Here for the benefit of the inlinable code below: the coroutine is its own core.
+    @usableFromInline var box: Coroutine<Input, Output, Result> { self }
 
     /// Creates a suspended coroutine; the body first runs at the first ``resume(_:)``.
     /// - Parameters:
@@ -72,7 +75,21 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
         body: @escaping @Sendable (Input, Yielder) throws -> Result
     ) throws(StackError) {
         let memory = try pool.allocate(stack)
-        box = CoroutineBox(stack: memory, pool: pool, function: body)
+        function = body
+        super.init(stack: memory, pool: pool)
+    }
+
+    /// Runs on the coroutine's stack through the vtable, unspecialised: it touches the generic
+    /// values only through typed pointers, which need no generic metadata lookups.
+    override func runBody() {
+        let input = inputSlot!.assumingMemoryBound(to: Input.self).move()
+        do {
+            let result = try function(input, Yielder(box: self))
+            // No slot when `deinit` cancelled the body and it returned anyway: the result is dropped.
+            resultSlot?.assumingMemoryBound(to: Result.self).initialize(to: result)
+        } catch {
+            failure = error
+        }
     }
 
     /// Runs the body until it yields or finishes.
@@ -117,7 +134,7 @@ public final class Coroutine<Input, Output, Result>: @unchecked Sendable {
     }
 
     /// Whether the body has returned or thrown.
-    public var isFinished: Bool { box.isFinished }
+    public var isFinished: Bool { phase.load(ordering: .acquiring) == Phase.finished.rawValue }
 }
 
 extension Coroutine where Input == Void {

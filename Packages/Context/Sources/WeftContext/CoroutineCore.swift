@@ -7,8 +7,13 @@ import Synchronization
 /// Values travel between `resume` and `yield` through slots on the resumer's stack (raw pointers
 /// set by each resume), not through generic stored properties: the generic code is specialised in
 /// the caller's module and the non-generic core never needs generic metadata at run time.
-@usableFromInline
-class CoroutineCore: @unchecked Sendable {
+///
+/// Public only because ``Coroutine`` inherits from it (one object per coroutine instead of two);
+/// it has no public members.
+public class CoroutineCore: @unchecked Sendable {
+    // The mutable state below is only touched by whoever holds the `running` phase (the state
+    // machine serialises resumers), so the dynamic exclusivity checks, which cost more than the
+    // switch itself, are turned off for it.
     enum Phase: Int {
         case created, suspended, running, finished
     }
@@ -16,24 +21,24 @@ class CoroutineCore: @unchecked Sendable {
     static let nextID = Atomic<UInt64>(1)
 
     let pool: StackPool
-    var stack: Stack?
+    @exclusivity(unchecked) var stack: Stack?
     /// The context running the body, on `stack`.
-    var body: ExecutionContext
+    @exclusivity(unchecked) var body: ExecutionContext
     /// The context of whoever resumed the body; its record sits at the very top of `stack`.
     let resumer: ExecutionContext
     let phase = Atomic<Int>(Phase.created.rawValue)
     /// Set by the body before its last switch out.
-    @usableFromInline var bodyFinished = false
+    @exclusivity(unchecked) @usableFromInline var bodyFinished = false
     /// Where the next value for the body waits (an initialised `Input`, moved out by the body).
-    @usableFromInline var inputSlot: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) @usableFromInline var inputSlot: UnsafeMutableRawPointer?
     /// Where the body puts a yielded `Output` (uninitialised memory of the current resume).
-    @usableFromInline var outputSlot: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) @usableFromInline var outputSlot: UnsafeMutableRawPointer?
     /// Where the body puts its `Result` when it returns (uninitialised memory of the current resume).
-    @usableFromInline var resultSlot: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) @usableFromInline var resultSlot: UnsafeMutableRawPointer?
     /// What the body threw, if it did.
-    @usableFromInline var failure: (any Error)?
+    @exclusivity(unchecked) @usableFromInline var failure: (any Error)?
     /// Set by `deinit` before resuming a suspended body so that its `yield` throws.
-    var cancelling = false
+    @exclusivity(unchecked) var cancelling = false
 
     @usableFromInline
     init(stack: Stack, pool: StackPool) {
@@ -51,7 +56,6 @@ class CoroutineCore: @unchecked Sendable {
     }
 
     /// Runs the body to its end (overridden by the generic subclass); on the coroutine's stack.
-    @usableFromInline
     func runBody() {}
 
     /// Moves to `running`, or says why not.
@@ -114,9 +118,6 @@ class CoroutineCore: @unchecked Sendable {
         body.switch(to: resumer)
         return !cancelling
     }
-
-    /// Whether the body has returned or thrown.
-    var isFinished: Bool { phase.load(ordering: .acquiring) == Phase.finished.rawValue }
 
     deinit {
         switch Phase(rawValue: phase.load(ordering: .acquiring))! {
