@@ -12,9 +12,12 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [.package(path: "../..")],
     targets: [
+        // Allocation counting (malloc interposition), CPU pinning and the server-side allocation report.
+        .target(name: "CWeftBenchSupport", path: "Sources/CWeftBenchSupport"),
         .executableTarget(
             name: "WeftBench",
             dependencies: [
+                "CWeftBenchSupport",
                 .product(name: "WeftContext", package: weft),
                 .product(name: "WeftLoop", package: weft),
             ],
