@@ -17,10 +17,13 @@ func runLoopBenchmarks() throws {
     let uring = try EchoServer.c("uring_echo_server")
     let epoll = try EchoServer.c("epoll_echo_server")
     let results = try runEchoRounds([uring, epoll], load: load, rounds: 3)
+    var table = EchoTable()
     for (label, server) in [("c_uring", uring), ("c_epoll", epoll)] {
         guard let result = results[server.name] else { continue }
+        table.add(server.name, result)
         report("loop", "\(label)_echo_msgs_per_s", result.messagesPerSecond.rounded())
         report("loop", "\(label)_echo_cpu_us_per_msg", result.cpuMicrosecondsPerMessage)
         report("loop", "\(label)_echo_p99_us", result.p99Microseconds)
     }
+    table.deferPrinting(title: "loop echo: \(load.connections) connections x \(load.messageSize) bytes, median of 3")
 }

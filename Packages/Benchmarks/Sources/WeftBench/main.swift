@@ -42,3 +42,4 @@ for name in requested {
         exit(1)
     }
 }
+printDeferredTables()
