@@ -110,16 +110,33 @@ private func allocationReport(from process: ChildProcess) throws -> UInt64 {
     throw BenchError("\(process.commandLine) closed its output without reporting allocations")
 }
 
-/// Runs every server `rounds` times, interleaved (A B C, A B C, ...) so that a burst of noise on the
-/// shared machine hits all of them alike, and returns each server's median run by throughput.
-func runEchoRounds(_ servers: [EchoServer], load: EchoLoad, rounds: Int) throws -> [String: EchoResult] {
+/// Every run of each server, in round order.
+struct EchoRounds {
+    /// Runs per server name; index `k` of every array is round `k`.
     var runs: [String: [EchoResult]] = [:]
+
+    /// The server's median run by throughput.
+    func median(_ server: EchoServer) -> EchoResult {
+        let results = runs[server.name] ?? []
+        return results.sorted { $0.messagesPerSecond < $1.messagesPerSecond }[results.count / 2]
+    }
+
+    /// The median over rounds of `metric(a) / metric(b)`, pairing runs of the same round so that
+    /// noise which hit both alike cancels out.
+    func medianRatio(_ a: EchoServer, _ b: EchoServer, _ metric: (EchoResult) -> Double) -> Double {
+        let pairs = zip(runs[a.name] ?? [], runs[b.name] ?? [])
+        return WeftBench.median(pairs.map { metric($0) / max(metric($1), .leastNonzeroMagnitude) })
+    }
+}
+
+/// Runs every server `rounds` times, interleaved (A B C, A B C, ...) so that a burst of noise on the
+/// shared machine hits all of them alike.
+func runEchoRounds(_ servers: [EchoServer], load: EchoLoad, rounds: Int) throws -> EchoRounds {
+    var collected = EchoRounds()
     for _ in 0..<rounds {
-        for server in servers { runs[server.name, default: []].append(try runEcho(server, load: load)) }
+        for server in servers { collected.runs[server.name, default: []].append(try runEcho(server, load: load)) }
     }
-    return runs.mapValues { results in
-        results.sorted { $0.messagesPerSecond < $1.messagesPerSecond }[results.count / 2]
-    }
+    return collected
 }
 
 /// The median of some samples.
