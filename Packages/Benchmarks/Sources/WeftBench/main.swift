@@ -11,7 +11,9 @@ let suites: [(name: String, run: () throws -> Void)] = [
     ("loop", runLoopBenchmarks),
 ]
 
-let servers: [(name: String, run: ([String]) throws -> Void)] = []
+let servers: [(name: String, run: ([String]) throws -> Void)] = [
+    ("serve-loop-echo", serveLoopEcho)
+]
 
 var requested = Array(CommandLine.arguments.dropFirst())
 if let first = requested.first, let server = servers.first(where: { $0.name == first }) {
