@@ -10,13 +10,20 @@ let weft = root.lastPathComponent
 let package = Package(
     name: "WeftBenchmarks",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "../..")],
+    dependencies: [
+        .package(path: "../.."),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
     targets: [
+        // Allocation counting (malloc interposition), CPU pinning and the server-side allocation report.
+        .target(name: "CWeftBenchSupport", path: "Sources/CWeftBenchSupport"),
         .executableTarget(
             name: "WeftBench",
             dependencies: [
+                "CWeftBenchSupport",
                 .product(name: "WeftContext", package: weft),
                 .product(name: "WeftLoop", package: weft),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/WeftBench"
         )

@@ -1,4 +1,159 @@
-/// The `loop` suite (WeftLoop): filled in by the loop layer's work.
+import CWeftBenchSupport
+import WeftLoop
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `loop` suite (WeftLoop): NOP throughput and a million timers in this process, and echo servers
+/// as child processes under the C load client, each against its C baseline measured in the same run.
 func runLoopBenchmarks() throws {
-    print("loop: no figures yet")
+    try AllocationCounter.verify()
+    try runNopBenchmark()
+    try runTimerBenchmark()
+    try runEchoBenchmarks()
+}
+
+// MARK: - NOP
+
+/// NOPs per run and per batch; the C baseline gets the same two numbers.
+private let nopCount = 1_000_000
+private let nopBatch = 64
+
+/// `loop.nop_ops_per_s`, `loop.c_nop_ops_per_s`, `loop.nop_vs_c` (median of per-round ratios) and
+/// `loop.nop_allocs_per_op`. Both sides run pinned to the same CPU, interleaved, three rounds.
+private func runNopBenchmark() throws {
+    var loopRates: [Double] = []
+    var cRates: [Double] = []
+    var ratios: [Double] = []
+    var allocationsPerOp: [Double] = []
+    for _ in 0..<3 {
+        let fields = try Programs.runToCompletion(
+            [try Programs.cBaseline("uring_nop"), String(nopCount), String(nopBatch)], cpu: serverCPU)
+        guard let cRate = fields["ops_per_s"] else { throw BenchError("uring_nop printed no ops_per_s") }
+        guard weft_bench_pin(0, Int32(serverCPU)) == 0 else { throw BenchError("pinning the driver", errno: errno) }
+        defer { _ = weft_bench_unpin(0) }
+        let (rate, allocations) = try loopNopRate()
+        cRates.append(cRate)
+        loopRates.append(rate)
+        ratios.append(rate / cRate)
+        allocationsPerOp.append(allocations)
+    }
+    report("loop", "nop_ops_per_s", median(loopRates).rounded())
+    report("loop", "c_nop_ops_per_s", median(cRates).rounded())
+    report("loop", "nop_vs_c", median(ratios))
+    report("loop", "nop_allocs_per_op", median(allocationsPerOp))
+}
+
+/// Runs `nopCount` NOPs through a WeftLoop io_uring loop in batches of `nopBatch` (submit a batch, run
+/// until it has completed), after a warm-up; returns operations per second and allocations per op.
+private func loopNopRate() throws -> (Double, Double) {
+    let loop = try Loop(options: Loop.Options(backend: .ioUring, entries: max(64, nopBatch)))
+    let operations = UnsafeMutablePointer<LoopOperation>.allocate(capacity: nopBatch)
+    operations.initialize(repeating: .nop(), count: nopBatch)
+    let completed = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    completed.initialize(to: 0)
+    defer {
+        operations.deinitialize(count: nopBatch)
+        operations.deallocate()
+        completed.deallocate()
+    }
+    let callback: LoopCallback = { _, context in
+        context!.assumingMemoryBound(to: Int.self).pointee += 1
+    }
+    func runBatches(_ total: Int) throws {
+        var done = 0
+        while done < total {
+            let count = min(nopBatch, total - done)
+            for index in 0..<count { try loop.submit(operations + index, callback: callback, context: completed) }
+            try loop.run(.untilDone)
+            done += count
+        }
+    }
+    try runBatches(nopCount / 10)
+    completed.pointee = 0
+    let allocationsBefore = AllocationCounter.allocations
+    let start = monotonicSeconds()
+    try runBatches(nopCount)
+    let elapsed = monotonicSeconds() - start
+    let allocations = AllocationCounter.allocations - allocationsBefore
+    guard completed.pointee == nopCount else {
+        throw BenchError("\(completed.pointee) of \(nopCount) NOP callbacks ran")
+    }
+    try loop.close()
+    return (Double(nopCount) / elapsed, Double(allocations) / Double(nopCount))
+}
+
+// MARK: - Timers
+
+/// `loop.timers_1m_ms` (io_uring) and `loop.timers_1m_epoll_ms`: wall time to arm one million
+/// relative timers, with timeouts spread evenly over 0–1 ms (a thousand per microsecond), and run the
+/// loop until every one has fired. Median of three; the operations are created before the clock starts.
+private func runTimerBenchmark() throws {
+    for (metric, backend) in [("timers_1m_ms", LoopBackendKind.ioUring), ("timers_1m_epoll_ms", .epoll)] {
+        var samples: [Double] = []
+        for _ in 0..<3 { samples.append(try millionTimers(backend)) }
+        report("loop", metric, median(samples))
+    }
+}
+
+private func millionTimers(_ backend: LoopBackendKind) throws -> Double {
+    let count = 1_000_000
+    let loop = try Loop(options: Loop.Options(backend: backend, entries: 4096))
+    let timers = UnsafeMutablePointer<LoopOperation>.allocate(capacity: count)
+    for index in 0..<count {
+        (timers + index).initialize(to: .timer(after: .nanoseconds(index)))
+    }
+    let fired = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    fired.initialize(to: 0)
+    defer {
+        timers.deinitialize(count: count)
+        timers.deallocate()
+        fired.deallocate()
+    }
+    let start = monotonicSeconds()
+    for index in 0..<count {
+        try loop.submit(timers + index, callback: { _, context in
+            context!.assumingMemoryBound(to: Int.self).pointee += 1
+        }, context: fired)
+    }
+    try loop.run(.untilDone)
+    let elapsed = monotonicSeconds() - start
+    guard fired.pointee == count else { throw BenchError("\(fired.pointee) of \(count) timers fired") }
+    try loop.close()
+    return elapsed * 1000
+}
+
+// MARK: - Echo
+
+/// The echo figures: WeftLoop's callback server on each backend against the C server of the same
+/// kind, 1000 connections × 64 bytes, three interleaved rounds; ratios are medians of per-round ratios.
+private func runEchoBenchmarks() throws {
+    let load = EchoLoad()
+    let cUring = try EchoServer.c("uring_echo_server")
+    let cEpoll = try EchoServer.c("epoll_echo_server")
+    let loopUring = try EchoServer.driver("loop_echo io_uring", ["serve-loop-echo", "--backend", "io_uring"])
+    let loopEpoll = try EchoServer.driver("loop_echo epoll", ["serve-loop-echo", "--backend", "epoll"])
+    let rounds = try runEchoRounds([cUring, loopUring, cEpoll, loopEpoll], load: load, rounds: 3)
+    let throughput: (EchoResult) -> Double = { $0.messagesPerSecond }
+    let cpu: (EchoResult) -> Double = { $0.cpuMicrosecondsPerMessage }
+
+    report("loop", "echo_msgs_per_s", rounds.median(loopUring).messagesPerSecond.rounded())
+    report("loop", "c_echo_msgs_per_s", rounds.median(cUring).messagesPerSecond.rounded())
+    report("loop", "echo_vs_c", rounds.medianRatio(loopUring, cUring, throughput))
+    report("loop", "echo_epoll_msgs_per_s", rounds.median(loopEpoll).messagesPerSecond.rounded())
+    report("loop", "c_epoll_echo_msgs_per_s", rounds.median(cEpoll).messagesPerSecond.rounded())
+    report("loop", "echo_epoll_vs_c_epoll", rounds.medianRatio(loopEpoll, cEpoll, throughput))
+    report("loop", "echo_cpu_us_per_msg", rounds.median(loopUring).cpuMicrosecondsPerMessage)
+    report("loop", "c_echo_cpu_us_per_msg", rounds.median(cUring).cpuMicrosecondsPerMessage)
+    report("loop", "echo_cpu_vs_c", rounds.medianRatio(loopUring, cUring, cpu))
+    report("loop", "echo_epoll_cpu_vs_c_epoll", rounds.medianRatio(loopEpoll, cEpoll, cpu))
+    report("loop", "allocs_per_op", rounds.median(loopUring).allocationsPerMessage ?? -1)
+    report("loop", "allocs_per_op_epoll", rounds.median(loopEpoll).allocationsPerMessage ?? -1)
+
+    var table = EchoTable()
+    for server in [cUring, loopUring, cEpoll, loopEpoll] { table.add(server.name, rounds.median(server)) }
+    table.deferPrinting(
+        title: "loop echo: \(load.connections) connections x \(load.messageSize) bytes, "
+            + "\(Int(load.seconds)) s windows, median of 3 rounds")
 }

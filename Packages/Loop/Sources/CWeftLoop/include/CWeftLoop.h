@@ -1,5 +1,75 @@
 #pragma once
+// C shim for WeftLoop: liburing (imported directly; its static inline helpers inline into Swift), the
+// Linux headers Glibc does not export, and syscall wrappers for the readiness backend and the thread
+// pool. Every wrapper returns the result or -errno, reading errno right after the call inside C so
+// no Swift code (and no fiber switch) runs between the syscall and the errno read. EINTR is retried
+// here, in one place, except for close(2), whose descriptor is gone whatever it returns.
 #include <features.h>
+// swift-system's C module includes the kernel's <linux/io_uring.h>; liburing ships its own copy of
+// that header under the same include guard, with different field types. Including the kernel's first
+// makes both modules see one definition of the io_uring structs (otherwise Swift rejects the merge).
+#include <linux/io_uring.h>
 #include <liburing.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <poll.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <time.h>
+
 int weft_loop_abi_version(void);
+
+long weft_read(int fd, void *buf, unsigned long len, long long offset);
+long weft_write(int fd, const void *buf, unsigned long len, long long offset);
+long weft_readv(int fd, const struct iovec *iov, int count, long long offset);
+long weft_writev(int fd, const struct iovec *iov, int count, long long offset);
+long weft_recv(int fd, void *buf, unsigned long len, int flags);
+long weft_send(int fd, const void *buf, unsigned long len, int flags);
+long weft_recvmsg(int fd, struct msghdr *msg, int flags);
+long weft_sendmsg(int fd, const struct msghdr *msg, int flags);
+int weft_accept(int fd, void *addr, unsigned int *addrlen, int flags);
+int weft_connect(int fd, const void *addr, unsigned int addrlen);
+int weft_socket_error(int fd);
+int weft_socket(int domain, int type, int protocol);
+int weft_shutdown(int fd, int how);
+int weft_bind(int fd, const void *addr, unsigned int addrlen);
+int weft_listen(int fd, int backlog);
+int weft_close(int fd);
+int weft_openat(int dirfd, const char *path, int flags, unsigned int mode);
+int weft_openat2(int dirfd, const char *path, void *how, unsigned long size);
+int weft_statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf);
+int weft_fsync(int fd, int datasync);
+int weft_fallocate(int fd, int mode, long long offset, long long length);
+int weft_ftruncate(int fd, long long length);
+int weft_renameat(int olddir, const char *oldpath, int newdir, const char *newpath, unsigned int flags);
+int weft_unlinkat(int dirfd, const char *path, int flags);
+int weft_mkdirat(int dirfd, const char *path, unsigned int mode);
+int weft_linkat(int olddir, const char *oldpath, int newdir, const char *newpath, int flags);
+int weft_symlinkat(const char *target, int newdir, const char *linkpath);
+long weft_splice(int in, long long inoff, int out, long long outoff, unsigned long len, unsigned int flags);
+long weft_sendfile(int out, int in, long long offset, unsigned long count);
+int weft_poll1(int fd, int events);
+int weft_pidfd_wait(int pidfd, int *code, int *status);
+int weft_pidfd_open(int pid);
+
+int weft_epoll_create(void);
+int weft_epoll_ctl(int epfd, int op, int fd, unsigned int events, uint64_t data);
+int weft_epoll_wait(int epfd, struct epoll_event *events, int max, long long timeout_ns);
+int weft_eventfd(void);
+int weft_eventfd_signal(int fd);
+int weft_eventfd_drain(int fd);
+int weft_set_nonblocking(int fd);
+int weft_is_regular_file(int fd);
+int weft_signalfd(const int *signals, int count);
+int weft_unblock_signals(const int *signals, int count);
+uint64_t weft_clock_ns(int clock);
+
+int weft_thread_start(void *(*entry)(void *), void *arg);
+int weft_uring_enable(struct io_uring *ring);

@@ -1,0 +1,307 @@
+internal import CWeftLoop
+internal import Glibc
+
+/// The epoll backend: readiness turned into completions. Each call is tried first; only EAGAIN makes
+/// an operation wait, queued on its descriptor in submission order until epoll reports readiness.
+///
+/// Registration is persistent and edge-triggered: a descriptor is added once (the first time an
+/// operation has to wait on it), for both directions, and stays registered until it is closed through
+/// the loop or ``Loop/forget(_:)``. Compared with one-shot registration this costs no `epoll_ctl` per
+/// wait, which is what a busy connection does all the time; edge triggering is sound here because an
+/// operation only waits after its own call returned EAGAIN, so an edge is always still to come.
+/// Regular files never report EAGAIN and would block, so their operations run on the thread pool.
+final class EpollBackend: LoopBackend {
+    let kind = LoopBackendKind.epoll
+    private let epoll: Int32
+    private let remote: LoopRemote
+    private var entries: [Entry] = []
+    private var timers = TimerHeap()
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity: Int32 = 256
+    private static let wakeData = UInt64.max
+    private static let started: UInt32 = 1 << 31
+    private static let maxDescriptor: Int32 = 1 << 22
+
+    private struct Entry {
+        var readers = OperationList()
+        var writers = OperationList()
+        var pollers = OperationList()
+        var registered = false
+        /// 0: not yet looked at, 1: pollable (made non-blocking), 2: regular file (thread pool).
+        var nature: UInt8 = 0
+    }
+
+    init(remote: LoopRemote) throws(LoopError) {
+        self.remote = remote
+        let fd = weft_epoll_create()
+        if fd < 0 { throw LoopError(.init(rawValue: -fd), operation: "epoll_create") }
+        epoll = fd
+        let r = weft_epoll_ctl(fd, EPOLL_CTL_ADD, remote.eventDescriptor, EPOLLIN.rawValue, Self.wakeData)
+        if r < 0 {
+            _ = weft_close(fd)
+            throw LoopError(.init(rawValue: -r), operation: "epoll_ctl")
+        }
+        events = .allocate(capacity: Int(eventCapacity))
+        entries.reserveCapacity(256)
+    }
+
+    deinit { events.deallocate() }
+
+    var pollDescriptor: Int32 { epoll }
+
+    var nextTimerNanoseconds: Int64? {
+        guard let first = timers.earliest else { return nil }
+        let now = LoopSystem.now(.monotonic)
+        return first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
+    }
+
+    func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        let o = op.pointee
+        switch o.kind {
+        case .nop:
+            loop.completeLater(op, result: 0)
+        case .timer:
+            let deadline = Self.deadline(op)
+            if deadline <= LoopSystem.now(.monotonic) {
+                loop.completeLater(op, result: 0)
+            } else {
+                op.pointee.deadline = deadline
+                op.pointee.place = OperationPlace.timers
+                timers.insert(op)
+            }
+        case .socket, .shutdown, .bind, .listen:
+            loop.completeLater(op, result: LoopSystem.perform(op, nonblockingSockets: true))
+        case .close:
+            forget(o.fd, loop: loop)
+            loop.completeLater(op, result: LoopSystem.perform(op, nonblockingSockets: true))
+        case .read, .write, .readv, .writev:
+            if o.offset >= 0 {
+                loop.runOnPool(op)
+                return
+            }
+            waitable(op, writes: o.kind == .write || o.kind == .writev, loop: loop)
+        case .recv, .recvmsg, .accept:
+            waitable(op, writes: false, loop: loop)
+        case .send, .sendmsg:
+            waitable(op, writes: true, loop: loop)
+        case .connect:
+            op.pointee.flags = 0
+            waitable(op, writes: true, loop: loop)
+        case .poll, .processWait:
+            if o.kind == .processWait { op.pointee.flags = UInt32(POLLIN) }
+            waitForPoll(op, loop: loop)
+        default:
+            loop.runOnPool(op)
+        }
+    }
+
+    /// The deadline on the monotonic clock; absolute deadlines on other clocks are converted at
+    /// submission (epoll waits on one clock, so a later jump of the wall clock is not followed).
+    private static func deadline(_ op: UnsafeMutablePointer<LoopOperation>) -> UInt64 {
+        let flags = op.pointee.flags
+        let now = LoopSystem.now(.monotonic)
+        let value = op.pointee.time.totalNanoseconds
+        guard flags & LoopOperation.timerAbsolute != 0 else { return now &+ value }
+        let clock: LoopClock =
+            flags & LoopOperation.timerRealtime != 0
+            ? .realtime : (flags & LoopOperation.timerBoottime != 0 ? .boottime : .monotonic)
+        let clockNow = LoopSystem.now(clock)
+        return value <= clockNow ? now : now &+ (value - clockNow)
+    }
+
+    /// Looks a descriptor up, classifying it the first time: regular files go to the pool, anything
+    /// else is made non-blocking so a try never blocks the loop. Returns -errno for a bad descriptor.
+    private func classify(_ fd: Int32) -> Int32 {
+        if fd < 0 || fd >= Self.maxDescriptor { return -EBADF }
+        if Int(fd) >= entries.count {
+            entries.append(contentsOf: repeatElement(Entry(), count: Int(fd) + 64 - entries.count))
+        }
+        if entries[Int(fd)].nature != 0 { return Int32(entries[Int(fd)].nature) }
+        let regular = weft_is_regular_file(fd)
+        if regular < 0 { return regular }
+        if regular == 1 {
+            entries[Int(fd)].nature = 2
+        } else {
+            let r = weft_set_nonblocking(fd)
+            if r < 0 { return r }
+            entries[Int(fd)].nature = 1
+        }
+        return Int32(entries[Int(fd)].nature)
+    }
+
+    private func register(_ fd: Int32) -> Int32 {
+        if entries[Int(fd)].registered { return 0 }
+        let interest = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        var r = weft_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, interest, UInt64(fd))
+        if r == -EEXIST { r = weft_epoll_ctl(epoll, EPOLL_CTL_MOD, fd, interest, UInt64(fd)) }
+        if r == 0 { entries[Int(fd)].registered = true }
+        return r
+    }
+
+    private func attempt(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
+        guard op.pointee.kind == .connect else { return LoopSystem.perform(op, nonblockingSockets: true) }
+        if op.pointee.flags & Self.started != 0 { return weft_socket_error(op.pointee.fd) }
+        op.pointee.flags |= Self.started
+        let r = weft_connect(op.pointee.fd, op.pointee.address, op.pointee.addressLength)
+        return r == -EINPROGRESS ? -EAGAIN : r
+    }
+
+    private func waitable(_ op: UnsafeMutablePointer<LoopOperation>, writes: Bool, loop: Loop) {
+        let fd = op.pointee.fd
+        let nature = classify(fd)
+        if nature < 0 {
+            loop.completeLater(op, result: nature)
+            return
+        }
+        if nature == 2 {
+            loop.runOnPool(op)
+            return
+        }
+        let index = Int(fd)
+        // Operations queued before this one go first: bytes must not overtake each other.
+        let queued = writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty
+        if !queued {
+            let r = attempt(op)
+            if r != -EAGAIN {
+                loop.completeLater(op, result: r)
+                return
+            }
+        }
+        let registered = register(fd)
+        if registered < 0 {
+            loop.completeLater(op, result: registered)
+            return
+        }
+        if writes {
+            op.pointee.place = OperationPlace.writers
+            entries[index].writers.append(op)
+        } else {
+            op.pointee.place = OperationPlace.readers
+            entries[index].readers.append(op)
+        }
+    }
+
+    private func waitForPoll(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        let fd = op.pointee.fd
+        if fd < 0 || fd >= Self.maxDescriptor {
+            loop.completeLater(op, result: -EBADF)
+            return
+        }
+        if Int(fd) >= entries.count {
+            entries.append(contentsOf: repeatElement(Entry(), count: Int(fd) + 64 - entries.count))
+        }
+        let wanted = Int32(op.pointee.flags) | POLLERR | POLLHUP | POLLNVAL
+        let now = weft_poll1(fd, Int32(op.pointee.flags))
+        if now < 0 || now & wanted != 0 {
+            loop.completeLater(op, result: now & POLLNVAL != 0 ? -EBADF : now)
+            return
+        }
+        let registered = register(fd)
+        if registered < 0 {
+            loop.completeLater(op, result: registered)
+            return
+        }
+        op.pointee.place = OperationPlace.pollers
+        entries[Int(fd)].pollers.append(op)
+    }
+
+    func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        let fd = Int(op.pointee.fd)
+        switch op.pointee.place {
+        case OperationPlace.readers: entries[fd].readers.remove(op)
+        case OperationPlace.writers: entries[fd].writers.remove(op)
+        case OperationPlace.pollers: entries[fd].pollers.remove(op)
+        case OperationPlace.timers: timers.remove(op)
+        default: return
+        }
+        loop.completeLater(op, result: -ECANCELED)
+    }
+
+    func forget(_ descriptor: Int32, loop: Loop) {
+        guard descriptor >= 0, Int(descriptor) < entries.count else { return }
+        let index = Int(descriptor)
+        while let op = entries[index].readers.popFirst() { loop.completeLater(op, result: -ECANCELED) }
+        while let op = entries[index].writers.popFirst() { loop.completeLater(op, result: -ECANCELED) }
+        while let op = entries[index].pollers.popFirst() { loop.completeLater(op, result: -ECANCELED) }
+        if entries[index].registered {
+            _ = weft_epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, 0, 0)
+        }
+        entries[index] = Entry()
+    }
+
+    func cancelAll(loop: Loop) {
+        for fd in entries.indices where entries[fd].registered {
+            forget(Int32(fd), loop: loop)
+        }
+        while let op = timers.popFirst() { loop.completeLater(op, result: -ECANCELED) }
+    }
+
+    func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
+        while true {
+            var timeout = timeoutNanoseconds ?? -1
+            if let first = timers.earliest {
+                let now = LoopSystem.now(.monotonic)
+                let untilTimer = first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
+                if timeout < 0 || untilTimer < timeout { timeout = untilTimer }
+            }
+            let n = weft_epoll_wait(epoll, events, eventCapacity, timeout)
+            if n == -EINTR { continue }
+            if n < 0 { throw LoopError(.init(rawValue: -n), operation: "epoll_wait") }
+            for i in 0..<Int(n) {
+                let event = events[i]
+                if event.data.u64 == Self.wakeData {
+                    _ = weft_eventfd_drain(remote.eventDescriptor)
+                    remote.acknowledgeWake()
+                    continue
+                }
+                ready(Int32(truncatingIfNeeded: event.data.u64), events: event.events, loop: loop)
+            }
+            var fired = false
+            if !timers.isEmpty {
+                let now = LoopSystem.now(.monotonic)
+                while let first = timers.earliest, first.pointee.deadline <= now {
+                    _ = timers.popFirst()
+                    loop.completeLater(first, result: 0)
+                    fired = true
+                }
+            }
+            return n > 0 || fired
+        }
+    }
+
+    private func ready(_ fd: Int32, events mask: UInt32, loop: Loop) {
+        let index = Int(fd)
+        guard index < entries.count else { return }
+        let failure = EPOLLERR.rawValue | EPOLLHUP.rawValue
+        if mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | failure) != 0 {
+            while let op = entries[index].readers.head {
+                let r = attempt(op)
+                if r == -EAGAIN { break }
+                entries[index].readers.remove(op)
+                loop.completeLater(op, result: r)
+            }
+        }
+        if mask & (EPOLLOUT.rawValue | failure) != 0 {
+            while let op = entries[index].writers.head {
+                let r = attempt(op)
+                if r == -EAGAIN { break }
+                entries[index].writers.remove(op)
+                loop.completeLater(op, result: r)
+            }
+        }
+        var op = entries[index].pollers.head
+        while let current = op {
+            op = current.pointee.next
+            let wanted = UInt32(current.pointee.flags) | UInt32(POLLERR | POLLHUP | POLLNVAL)
+            let revents = mask & wanted
+            if revents != 0 {
+                entries[index].pollers.remove(current)
+                loop.completeLater(current, result: Int32(revents))
+            }
+        }
+    }
+
+    func shutdown() {
+        _ = weft_close(epoll)
+    }
+}

@@ -1,0 +1,321 @@
+internal import CWeftLoop
+internal import Glibc
+import SystemPackage
+
+/// A completion-based event loop: submit operations, run the loop, get one callback per submission.
+///
+/// The loop runs on one thread: create it, submit to it and run it from that thread (the io_uring
+/// backend binds its ring to the first thread that runs it). Other threads use ``waker``.
+///
+/// ```swift
+/// let loop = try Loop()
+/// let op = UnsafeMutablePointer<LoopOperation>.allocate(capacity: 1)
+/// op.initialize(to: .timer(after: .milliseconds(10)))
+/// try loop.submit(op, callback: { raw, _ in print("fired") })
+/// try loop.run()
+/// ```
+public final class Loop {
+    /// How a loop is set up.
+    public struct Options: Sendable {
+        /// The backend to use; `nil` reads `WEFT_BACKEND` (`io_uring` or `epoll`), and without it
+        /// uses io_uring, falling back to epoll when the ring cannot be set up. A named backend that
+        /// cannot be set up is an error.
+        public var backend: LoopBackendKind?
+        /// The io_uring submission queue size.
+        public var entries: Int
+        /// The most threads the loop's thread pool starts.
+        public var threadPoolSize: Int
+        /// How long an idle pool thread waits for work before it exits.
+        public var threadPoolIdleSeconds: Int
+        /// Makes io_uring setup fail with this error, to test the fallback (test hook).
+        package var simulatedRingFailure: Errno?
+        /// Whether a `nil` backend consults `WEFT_BACKEND` (tests of the default choice turn it off).
+        package var readsEnvironment = true
+
+        /// Creates options.
+        /// - Parameters:
+        ///   - backend: The backend, or `nil` for `WEFT_BACKEND` or the default.
+        ///   - entries: The io_uring submission queue size.
+        ///   - threadPoolSize: The most threads the thread pool starts.
+        ///   - threadPoolIdleSeconds: How long an idle pool thread lives.
+        public init(
+            backend: LoopBackendKind? = nil, entries: Int = 256, threadPoolSize: Int = 4,
+            threadPoolIdleSeconds: Int = 10
+        ) {
+            self.backend = backend
+            self.entries = entries
+            self.threadPoolSize = threadPoolSize
+            self.threadPoolIdleSeconds = threadPoolIdleSeconds
+        }
+    }
+
+    /// How long ``run(_:)`` runs.
+    public enum RunMode: Sendable {
+        /// Until no submitted operation is pending, or ``stop()``.
+        case untilDone
+        /// One iteration: wait until at least one completion or wake arrives, deliver what is ready.
+        case once
+        /// One iteration without waiting: deliver what is ready now.
+        case noWait
+        /// One iteration waiting at most this long.
+        case timeout(Duration)
+    }
+
+    package let backend: any LoopBackend
+    package let remote: LoopRemote
+    let pool: LoopThreadPool
+
+    /// The backend this loop runs on.
+    public let backendKind: LoopBackendKind
+    /// Why the loop runs on epoll although io_uring was the default choice (`nil` when it did not
+    /// fall back), such as `io_uring_setup: Operation not permitted (EPERM)`.
+    public let fallbackReason: String?
+    /// The number of submitted operations whose callbacks have not run yet.
+    public private(set) var pendingCount = 0
+    /// Whether ``close()`` has run.
+    public private(set) var isClosed = false
+
+    private var readyHead: UnsafeMutablePointer<LoopOperation>? = nil
+    private var readyTail: UnsafeMutablePointer<LoopOperation>? = nil
+    private var running = false
+    private var closing = false
+
+    /// Creates a loop.
+    /// - Parameter options: The backend and limits; see ``Options``.
+    /// - Throws: ``LoopError`` when the chosen backend cannot be set up, or `WEFT_BACKEND` names an
+    ///   unknown backend (`EINVAL`).
+    public init(options: Options = Options()) throws(LoopError) {
+        remote = try LoopRemote()
+        var choice = options.backend
+        if choice == nil, options.readsEnvironment, let env = getenv("WEFT_BACKEND"), env.pointee != 0 {
+            guard let named = LoopBackendKind(rawValue: String(cString: env)), named != .scripted else {
+                throw LoopError(.invalidArgument, operation: "WEFT_BACKEND")
+            }
+            choice = named
+        }
+        var reason: String? = nil
+        let made: any LoopBackend
+        switch choice {
+        case .ioUring:
+            made = try UringBackend(options: options, remote: remote)
+        case .epoll:
+            made = try EpollBackend(remote: remote)
+        case .scripted:
+            throw LoopError(.invalidArgument, operation: "Loop.init")
+        case nil:
+            do {
+                made = try UringBackend(options: options, remote: remote)
+            } catch {
+                reason = error.description
+                made = try EpollBackend(remote: remote)
+            }
+        }
+        backend = made
+        backendKind = made.kind
+        fallbackReason = reason
+        pool = LoopThreadPool(
+            remote: remote, maxThreads: options.threadPoolSize, idleSeconds: options.threadPoolIdleSeconds,
+            nonblockingSockets: made.kind == .epoll)
+    }
+
+    deinit {
+        if !isClosed { try? close() }
+    }
+
+    /// A `Sendable` handle for waking, stopping and cancelling from other threads.
+    public var waker: LoopWaker { LoopWaker(remote: remote) }
+
+    /// A descriptor that becomes readable when the loop has completions to deliver, so the loop can
+    /// be embedded in another event loop: when it is readable, call `run(.noWait)`. Call
+    /// `run(.noWait)` also after submitting, so submissions reach the kernel before you wait.
+    public var pollDescriptor: FileDescriptor { FileDescriptor(rawValue: backend.pollDescriptor) }
+
+    /// How long a host loop embedding this one may wait on ``pollDescriptor`` before calling
+    /// `run(.noWait)` again: the time to the earliest timer on the epoll backend (whose timers do not
+    /// make its descriptor readable), `nil` (no limit) on io_uring, zero when callbacks are ready.
+    public var embeddingTimeout: Duration? {
+        if readyHead != nil { return .zero }
+        guard let ns = backend.nextTimerNanoseconds else { return nil }
+        return .nanoseconds(ns)
+    }
+
+    /// The number of live thread-pool threads (idle ones exit after ``Options/threadPoolIdleSeconds``).
+    package var poolThreadCount: Int { pool.threadCount }
+
+    /// Submits an operation. Its callback runs exactly once, from ``run(_:)`` on this thread, with the
+    /// operation's result, ECANCELED if it was cancelled first, or its natural result if it finished
+    /// before the cancel took effect. The callback never runs inside `submit`.
+    ///
+    /// - Parameters:
+    ///   - operation: The operation, at an address that stays valid until the callback runs.
+    ///   - callback: Runs once when the operation completes.
+    ///   - context: Passed to `callback`.
+    /// - Throws: ``LoopError`` when the loop is closed (`EBADF`) or the operation is already pending
+    ///   (`EALREADY`); the callback will not run then.
+    public func submit(
+        _ operation: UnsafeMutablePointer<LoopOperation>, callback: LoopCallback,
+        context: UnsafeMutableRawPointer? = nil
+    ) throws(LoopError) {
+        if isClosed || closing { throw LoopError(.badFileDescriptor, operation: "submit") }
+        if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
+        operation.pointee.callback = callback
+        operation.pointee.context = context
+        operation.pointee.state = .pending
+        operation.pointee.next = nil
+        operation.pointee.prev = nil
+        pendingCount += 1
+        if operation.pointee.cancelRequested {
+            completeLater(operation, result: -ECANCELED)
+            return
+        }
+        backend.submit(operation, loop: self)
+    }
+
+    /// Cancels an operation. Idempotent, and valid in every state: before submission (the submission
+    /// then completes with ECANCELED), while pending (it completes with ECANCELED, or with its natural
+    /// result if it finished first), and after completion (nothing happens). Only from the loop's
+    /// thread; other threads use ``LoopWaker/cancel(_:)``.
+    /// - Parameter operation: The operation to cancel.
+    public func cancel(_ operation: UnsafeMutablePointer<LoopOperation>) {
+        switch operation.pointee.state {
+        case .idle:
+            operation.pointee.cancelRequested = true
+        case .completed:
+            return
+        case .pending:
+            if operation.pointee.cancelRequested { return }
+            operation.pointee.cancelRequested = true
+            switch operation.pointee.place {
+            case OperationPlace.ready, OperationPlace.poolRunning:
+                return
+            case OperationPlace.poolQueued:
+                if pool.cancel(operation) { completeLater(operation, result: -ECANCELED) }
+            default:
+                backend.cancel(operation, loop: self)
+            }
+        }
+    }
+
+    /// Runs the loop.
+    /// - Parameter mode: How long to run; see ``RunMode``.
+    /// - Throws: ``LoopError`` when the loop is closed (`EBADF`), when `run` is called from one of its
+    ///   own callbacks (`EALREADY`), or when waiting fails in a way that cannot be retried.
+    public func run(_ mode: RunMode = .untilDone) throws(LoopError) {
+        if isClosed { throw LoopError(.badFileDescriptor, operation: "run") }
+        if running { throw LoopError(.alreadyInProcess, operation: "run") }
+        running = true
+        defer { running = false }
+        switch mode {
+        case .noWait: try tick(timeout: 0)
+        case .once: try tick(timeout: nil)
+        case .timeout(let duration): try tick(timeout: Int64(clamping: TimeSpec(duration).totalNanoseconds))
+        case .untilDone:
+            while pendingCount > 0 && !remote.stopRequested.load(ordering: .relaxed) {
+                try tick(timeout: nil)
+            }
+        }
+        if remote.stopRequested.load(ordering: .relaxed) {
+            remote.stopRequested.store(false, ordering: .relaxed)
+        }
+    }
+
+    /// Makes the running ``run(_:)`` return after the current iteration (from the loop's thread, for
+    /// example in a callback; other threads use ``LoopWaker/stop()``).
+    public func stop() {
+        remote.stopRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Wakes the loop if it is waiting; thread-safe (the same as `waker.wake()`).
+    public func wakeup() { remote.wake() }
+
+    /// Forgets what the loop knows about a descriptor before it is closed outside the loop (with
+    /// `close(2)` by a C library, for example). The epoll backend keeps descriptors registered between
+    /// operations; a descriptor closed behind its back and reused would otherwise never report
+    /// readiness. Operations still pending on it complete with ECANCELED on epoll.
+    /// - Parameter descriptor: The descriptor about to be closed.
+    public func forget(_ descriptor: FileDescriptor) {
+        backend.forget(descriptor.rawValue, loop: self)
+    }
+
+    /// Cancels every pending operation, runs their callbacks, and releases the loop's kernel
+    /// resources. Further submissions and runs throw `EBADF`. Called by `deinit` if needed.
+    /// - Throws: ``LoopError`` (`EALREADY`) when called from one of the loop's callbacks.
+    public func close() throws(LoopError) {
+        if isClosed { return }
+        if running { throw LoopError(.alreadyInProcess, operation: "close") }
+        closing = true
+        backend.cancelAll(loop: self)
+        running = true
+        while pendingCount > 0 {
+            do { try tick(timeout: nil) } catch { break }
+        }
+        running = false
+        pool.close()
+        backend.shutdown()
+        remote.close()
+        isClosed = true
+    }
+
+    /// Reports a completion now: runs the callback. Backends call it while waiting.
+    package func complete(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        var r = result
+        if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
+        if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
+        if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
+        op.pointee.rawResult = r
+        op.pointee.state = .completed
+        op.pointee.cancelRequested = false
+        op.pointee.place = OperationPlace.none
+        pendingCount -= 1
+        let callback = op.pointee.callback
+        let context = op.pointee.context
+        callback?(UnsafeMutableRawPointer(op), context)
+    }
+
+    /// Reports a completion whose callback runs at the next delivery point (never inside the caller).
+    package func completeLater(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        op.pointee.rawResult = result
+        op.pointee.place = OperationPlace.ready
+        op.pointee.next = nil
+        if let tail = readyTail { tail.pointee.next = op } else { readyHead = op }
+        readyTail = op
+    }
+
+    /// Hands an operation to the thread pool; a failure to start any thread completes it with the error.
+    package func runOnPool(_ op: UnsafeMutablePointer<LoopOperation>) {
+        let r = pool.enqueue(op)
+        if r < 0 { completeLater(op, result: r) }
+    }
+
+    private func tick(timeout: Int64?) throws(LoopError) {
+        var wait = timeout
+        if readyHead != nil || remote.queued.load(ordering: .relaxed) > 0
+            || remote.stopRequested.load(ordering: .relaxed)
+        {
+            wait = 0
+        }
+        _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
+        if remote.queued.load(ordering: .acquiring) > 0 { drainRemote() }
+        dispatchReady()
+    }
+
+    private func drainRemote() {
+        var completed = remote.drain { op in self.cancel(op) }
+        while let op = completed {
+            completed = op.pointee.completedNext
+            op.pointee.completedNext = nil
+            complete(op, result: op.pointee.rawResult)
+        }
+    }
+
+    private func dispatchReady() {
+        var op = readyHead
+        readyHead = nil
+        readyTail = nil
+        while let current = op {
+            op = current.pointee.next
+            current.pointee.next = nil
+            complete(current, result: current.pointee.rawResult)
+        }
+    }
+}

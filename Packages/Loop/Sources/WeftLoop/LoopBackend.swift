@@ -1,0 +1,48 @@
+/// The mechanism a loop runs on.
+public enum LoopBackendKind: String, Sendable, CustomStringConvertible {
+    /// io_uring through liburing: the kernel performs the operations and posts completions.
+    case ioUring = "io_uring"
+    /// epoll: the loop tries each call and waits for readiness when it would block.
+    case epoll
+    /// The scripted backend tests use to play the kernel.
+    case scripted
+
+    /// The name `WEFT_BACKEND` accepts.
+    public var description: String { rawValue }
+}
+
+/// What a backend does for the loop. One implementation per file; the loop picks one at run time and
+/// the same conformance suite runs on each. All calls happen on the loop's thread.
+package protocol LoopBackend: AnyObject {
+    /// Which backend this is.
+    var kind: LoopBackendKind { get }
+
+    /// A descriptor that becomes readable when the loop has work, for embedding it in another loop.
+    var pollDescriptor: Int32 { get }
+
+    /// Nanoseconds until the earliest timer the backend keeps itself, or `nil` if the kernel keeps
+    /// them (or there are none).
+    var nextTimerNanoseconds: Int64? { get }
+
+    /// Starts a submitted operation. Completions are reported through ``Loop/complete(_:result:)``
+    /// (from ``wait(loop:timeoutNanoseconds:)``) or ``Loop/completeLater(_:result:)``, never from here
+    /// directly, so a callback never runs inside `submit`.
+    func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop)
+
+    /// Cancels a pending operation: it must complete exactly once, with ECANCELED or its natural
+    /// result if that won the race.
+    func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop)
+
+    /// Pushes queued submissions to the kernel, waits for events (nil: until one arrives, 0: not at
+    /// all), and reports completions. Returns whether any event (a completion or a wake) arrived.
+    func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool
+
+    /// Cancels everything still pending, for ``Loop/close()``.
+    func cancelAll(loop: Loop)
+
+    /// Forgets what the backend knows about a descriptor that is about to be closed.
+    func forget(_ descriptor: Int32, loop: Loop)
+
+    /// Releases the backend's kernel resources; no call follows.
+    func shutdown()
+}

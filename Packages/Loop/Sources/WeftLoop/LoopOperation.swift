@@ -1,0 +1,137 @@
+/// The function the loop calls when an operation completes.
+///
+/// It receives the operation's address (the pointer given to ``Loop/submit(_:callback:context:)``,
+/// as a raw pointer because C function types cannot name Swift structs; use
+/// ``LoopOperation/pointer(_:)`` to type it) and the context pointer given with it. The loop no longer
+/// uses the operation when the callback runs, so the callback may submit it again, free it, or wake
+/// whoever owns it. Being a C function type, a callback captures nothing and costs no allocation.
+public typealias LoopCallback = @convention(c) (
+    _ operation: UnsafeMutableRawPointer, _ context: UnsafeMutableRawPointer?
+) -> Void
+
+/// A function the loop's thread pool runs for a ``LoopOperation/work(_:argument:)`` operation; its
+/// return value becomes the operation's result (negative values are read as `-errno`).
+public typealias LoopWork = @convention(c) (_ argument: UnsafeMutableRawPointer?) -> Int32
+
+/// One asynchronous operation: its parameters, its result, and the loop's bookkeeping for it.
+///
+/// The caller owns the memory. Create the value with one of the static constructors (such as
+/// ``recv(_:into:count:flags:)`` or ``timer(after:clock:)``), place it at a stable address (allocated
+/// memory, `withUnsafeTemporaryAllocation`, a fiber's stack), and hand that address to
+/// ``Loop/submit(_:callback:context:)``. The memory must stay valid and untouched until the callback
+/// runs; the loop allocates nothing per operation. After the callback, read ``result``, ``get()`` or
+/// ``error`` and reuse the value freely.
+///
+/// Buffers, paths, addresses and message headers an operation points to must also stay valid until
+/// its callback runs.
+public struct LoopOperation {
+    /// What the operation does.
+    public internal(set) var kind: Kind
+    package var state: State = .idle
+    package var cancelRequested = false
+    /// Where the backend keeps the operation while it is pending (backend-specific).
+    package var place: UInt8 = 0
+    package var remoteQueued = false
+    package var rawResult: Int32 = 0
+    package var fd: Int32 = -1
+    package var flags: UInt32 = 0
+    package var mode: UInt32 = 0
+    package var fd2: Int32 = -1
+    package var addressLength: UInt32 = 0
+    package var buffer: UnsafeMutableRawPointer? = nil
+    package var length: Int = 0
+    package var offset: Int64 = -1
+    package var offset2: Int64 = -1
+    package var address: UnsafeMutableRawPointer? = nil
+    package var address2: UnsafeMutableRawPointer? = nil
+    package var time = TimeSpec(seconds: 0, nanoseconds: 0)
+    package var deadline: UInt64 = 0
+    package var heapIndex: Int = -1
+    package var callback: LoopCallback? = nil
+    package var context: UnsafeMutableRawPointer? = nil
+    package var work: LoopWork? = nil
+    package var next: UnsafeMutablePointer<LoopOperation>? = nil
+    package var prev: UnsafeMutablePointer<LoopOperation>? = nil
+    package var remoteNext: UnsafeMutablePointer<LoopOperation>? = nil
+    package var remotePrev: UnsafeMutablePointer<LoopOperation>? = nil
+    package var completedNext: UnsafeMutablePointer<LoopOperation>? = nil
+
+    package init(kind: Kind) { self.kind = kind }
+
+    /// Types the raw operation pointer a ``LoopCallback`` receives.
+    /// - Parameter raw: The first argument of the callback.
+    /// - Returns: The same address as a typed pointer.
+    @inline(__always)
+    public static func pointer(_ raw: UnsafeMutableRawPointer) -> UnsafeMutablePointer<LoopOperation> {
+        raw.assumingMemoryBound(to: LoopOperation.self)
+    }
+
+    /// The raw result: a non-negative value on success (a byte count, a descriptor, poll events), or
+    /// `-errno` on failure. Valid once the callback has run.
+    public var result: Int32 { rawResult }
+
+    /// Whether the operation is submitted and its callback has not run yet.
+    public var isPending: Bool { state == .pending }
+
+    /// The failure, if the operation failed (including ``LoopError/isCancellation``), else `nil`.
+    public var error: LoopError? {
+        rawResult < 0 ? LoopError(.init(rawValue: -rawResult), operation: kind.name) : nil
+    }
+
+    /// The result as a value, or the failure as an error.
+    /// - Returns: The non-negative result (a byte count, a descriptor, poll events, or zero).
+    /// - Throws: ``LoopError`` carrying the `Errno` and this operation's name.
+    public func get() throws(LoopError) -> Int {
+        if rawResult < 0 { throw LoopError(.init(rawValue: -rawResult), operation: kind.name) }
+        return Int(rawResult)
+    }
+
+    package enum State: UInt8 {
+        /// Never submitted since it was created.
+        case idle
+        /// Submitted; its callback has not run yet.
+        case pending
+        /// Its callback ran (or is running).
+        case completed
+    }
+}
+
+/// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.
+public struct TimeSpec: Equatable, Sendable {
+    /// Whole seconds.
+    public var seconds: Int64
+    /// Nanoseconds within the second, `0..<1_000_000_000`.
+    public var nanoseconds: Int64
+
+    /// Creates a time from its parts.
+    /// - Parameters:
+    ///   - seconds: Whole seconds.
+    ///   - nanoseconds: Nanoseconds within the second.
+    public init(seconds: Int64, nanoseconds: Int64) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// Creates a time from a nanosecond count.
+    /// - Parameter totalNanoseconds: Nanoseconds; negative values are clamped to zero.
+    public init(nanoseconds totalNanoseconds: UInt64) {
+        seconds = Int64(totalNanoseconds / 1_000_000_000)
+        nanoseconds = Int64(totalNanoseconds % 1_000_000_000)
+    }
+
+    /// Creates an interval from a `Duration`; negative durations are clamped to zero.
+    /// - Parameter duration: The interval.
+    public init(_ duration: Duration) {
+        let (s, attoseconds) = duration.components
+        if s < 0 || (s == 0 && attoseconds < 0) {
+            seconds = 0
+            nanoseconds = 0
+        } else {
+            seconds = s
+            nanoseconds = attoseconds / 1_000_000_000
+        }
+    }
+
+    /// The time as a nanosecond count.
+    public var totalNanoseconds: UInt64 { UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, nanoseconds)) }
+}

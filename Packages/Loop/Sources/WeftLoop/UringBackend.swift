@@ -1,0 +1,360 @@
+internal import CWeftLoop
+internal import Glibc
+
+/// The io_uring backend: one ring per loop, operations prepared straight into submission entries
+/// (liburing's inline helpers), submitted in batches when the loop waits, completions matched back
+/// to operations through `user_data`, which is the operation's address.
+final class UringBackend: LoopBackend {
+    let kind = LoopBackendKind.ioUring
+    private let ring: UnsafeMutablePointer<io_uring>
+    /// The setup flags the kernel accepted (the first set that worked, most capable first).
+    let setupFlags: UInt32
+    private var enabled: Bool
+    private let remote: LoopRemote
+    /// Operations that found the submission queue full even after a flush; they go in first at the
+    /// next wait, in order, so a burst larger than the ring is never dropped.
+    private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
+    private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
+    private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
+    private var wakeArmed = false
+    private var closing = false
+
+    /// `user_data` of entries whose completions carry nothing to deliver (cancel requests).
+    private static let ignoredTag: UInt64 = 0
+    /// `user_data` of the multishot poll on the wake eventfd.
+    private static let wakeTag: UInt64 = 1
+    /// Marks an operation parked in a readiness poll after its call reported EAGAIN (a descriptor
+    /// opened O_NONBLOCK makes io_uring return EAGAIN instead of waiting); it is resubmitted when ready.
+    private static let awaitingReadiness: UInt8 = 20
+
+    init(options: Loop.Options, remote: LoopRemote) throws(LoopError) {
+        self.remote = remote
+        ring = .allocate(capacity: 1)
+        if let simulated = options.simulatedRingFailure {
+            ring.deallocate()
+            throw LoopError(simulated, operation: "io_uring_setup")
+        }
+        let candidates: [UInt32] = [
+            UInt32(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+                | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED),
+            UInt32(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL),
+            0,
+        ]
+        var lastError: Int32 = -ENOSYS
+        var accepted: UInt32? = nil
+        for flags in candidates {
+            var params = io_uring_params()
+            params.flags = flags
+            let r = io_uring_queue_init_params(UInt32(max(2, min(options.entries, 32768))), ring, &params)
+            if r == 0 {
+                accepted = flags
+                break
+            }
+            lastError = r
+            // Only an unknown flag is worth retrying with fewer; anything else fails the same way.
+            if r != -EINVAL { break }
+        }
+        guard let flags = accepted else {
+            ring.deallocate()
+            throw LoopError(.init(rawValue: -lastError), operation: "io_uring_setup")
+        }
+        setupFlags = flags
+        enabled = flags & UInt32(IORING_SETUP_R_DISABLED) == 0
+        pendingCancels.reserveCapacity(16)
+        if enabled { armWake() }
+    }
+
+    deinit { ring.deallocate() }
+
+    var pollDescriptor: Int32 { ring.pointee.ring_fd }
+
+    var nextTimerNanoseconds: Int64? { nil }
+
+    /// Whether the ring runs completions only when this thread asks (DEFER_TASKRUN).
+    var defersTaskRun: Bool { setupFlags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0 }
+
+    /// A SINGLE_ISSUER ring starts disabled so the thread that first runs the loop (not the one that
+    /// created it) becomes its issuer.
+    private func enableIfNeeded() {
+        if enabled { return }
+        enabled = true
+        _ = weft_uring_enable(ring)
+        armWake()
+    }
+
+    private func nextEntry() -> UnsafeMutablePointer<io_uring_sqe>? {
+        if let sqe = io_uring_get_sqe(ring) { return sqe }
+        enableIfNeeded()
+        // The queue is full: hand it to the kernel and try again. A failure here (EBUSY while the
+        // completion queue overflows) leaves the caller to use the backlog.
+        _ = io_uring_submit(ring)
+        return io_uring_get_sqe(ring)
+    }
+
+    func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        switch op.pointee.kind {
+        case .ftruncate, .sendfile, .work:
+            loop.runOnPool(op)
+            return
+        case .bind, .listen:
+            // liburing 2.3 has no helpers for these, and they never wait: done here, delivered later.
+            loop.completeLater(op, result: LoopSystem.perform(op, nonblockingSockets: false))
+            return
+        default: break
+        }
+        if backlogHead == nil, let sqe = nextEntry() {
+            prepare(sqe, op)
+        } else {
+            appendBacklog(op)
+        }
+    }
+
+    private func appendBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
+        op.pointee.place = OperationPlace.backlog
+        op.pointee.next = nil
+        op.pointee.prev = backlogTail
+        if let tail = backlogTail { tail.pointee.next = op } else { backlogHead = op }
+        backlogTail = op
+    }
+
+    private func unlinkBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
+        if let prev = op.pointee.prev { prev.pointee.next = op.pointee.next } else { backlogHead = op.pointee.next }
+        if let next = op.pointee.next { next.pointee.prev = op.pointee.prev } else { backlogTail = op.pointee.prev }
+        op.pointee.next = nil
+        op.pointee.prev = nil
+    }
+
+    private func flushBacklog() {
+        while let index = pendingCancels.indices.last {
+            guard let sqe = nextEntry() else { return }
+            prepareCancel(sqe, pendingCancels[index])
+            pendingCancels.removeLast()
+        }
+        while let op = backlogHead {
+            guard let sqe = nextEntry() else { return }
+            unlinkBacklog(op)
+            prepare(sqe, op)
+        }
+    }
+
+    private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        let o = op.pointee
+        switch o.kind {
+        case .nop: io_uring_prep_nop(sqe)
+        case .timer: io_uring_prep_timeout(sqe, LoopSystem.timePointer(op), 0, o.flags)
+        case .recv: io_uring_prep_recv(sqe, o.fd, o.buffer, o.length, Int32(bitPattern: o.flags))
+        case .send: io_uring_prep_send(sqe, o.fd, o.buffer, o.length, Int32(bitPattern: o.flags) | Int32(MSG_NOSIGNAL))
+        case .recvmsg:
+            io_uring_prep_recvmsg(
+                sqe, o.fd, o.buffer?.assumingMemoryBound(to: msghdr.self), UInt32(o.flags))
+        case .sendmsg:
+            io_uring_prep_sendmsg(
+                sqe, o.fd, o.buffer?.assumingMemoryBound(to: msghdr.self), o.flags | UInt32(MSG_NOSIGNAL))
+        case .read: io_uring_prep_read(sqe, o.fd, o.buffer, UInt32(clamping: o.length), UInt64(bitPattern: o.offset))
+        case .write: io_uring_prep_write(sqe, o.fd, o.buffer, UInt32(clamping: o.length), UInt64(bitPattern: o.offset))
+        case .readv:
+            io_uring_prep_readv(
+                sqe, o.fd, o.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: o.length),
+                UInt64(bitPattern: o.offset))
+        case .writev:
+            io_uring_prep_writev(
+                sqe, o.fd, o.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: o.length),
+                UInt64(bitPattern: o.offset))
+        case .accept:
+            if o.address == nil {
+                io_uring_prep_accept(sqe, o.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            } else {
+                io_uring_prep_accept(
+                    sqe, o.fd, o.address?.assumingMemoryBound(to: sockaddr.self), LoopSystem.addressLengthPointer(op),
+                    Int32(SOCK_CLOEXEC.rawValue))
+            }
+        case .connect:
+            io_uring_prep_connect(sqe, o.fd, o.address?.assumingMemoryBound(to: sockaddr.self), o.addressLength)
+        case .socket:
+            io_uring_prep_socket(sqe, o.fd, Int32(bitPattern: o.flags) | Int32(SOCK_CLOEXEC.rawValue), Int32(bitPattern: o.mode), 0)
+        case .shutdown: io_uring_prep_shutdown(sqe, o.fd, Int32(bitPattern: o.flags))
+        case .close: io_uring_prep_close(sqe, o.fd)
+        case .poll: io_uring_prep_poll_add(sqe, o.fd, o.flags)
+        case .processWait: io_uring_prep_poll_add(sqe, o.fd, UInt32(POLLIN))
+        case .openat:
+            io_uring_prep_openat(
+                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags), o.mode)
+        case .openat2:
+            io_uring_prep_openat2(
+                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self),
+                o.address2?.assumingMemoryBound(to: open_how.self))
+        case .statx:
+            io_uring_prep_statx(
+                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags), o.mode,
+                OpaquePointer(o.buffer))
+        case .fsync: io_uring_prep_fsync(sqe, o.fd, o.flags == 0 ? 0 : UInt32(IORING_FSYNC_DATASYNC))
+        case .fallocate:
+            io_uring_prep_fallocate(sqe, o.fd, Int32(bitPattern: o.mode), Int(o.offset), Int(o.offset2))
+        case .rename:
+            io_uring_prep_renameat(
+                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.fd2,
+                o.address2?.assumingMemoryBound(to: CChar.self), o.flags)
+        case .unlink:
+            io_uring_prep_unlinkat(sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags))
+        case .mkdir: io_uring_prep_mkdirat(sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.mode)
+        case .link:
+            io_uring_prep_linkat(
+                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.fd2,
+                o.address2?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags))
+        case .symlink:
+            io_uring_prep_symlinkat(
+                sqe, o.address?.assumingMemoryBound(to: CChar.self), o.fd, o.address2?.assumingMemoryBound(to: CChar.self))
+        case .splice:
+            io_uring_prep_splice(sqe, o.fd, o.offset, o.fd2, o.offset2, UInt32(clamping: o.length), o.flags)
+        default:
+            // An unknown kind still needs exactly one completion; a NOP carries it back as EINVAL.
+            io_uring_prep_nop(sqe)
+            op.pointee.rawResult = -EINVAL
+            op.pointee.place = OperationPlace.kernel
+            io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)) | 2)
+            return
+        }
+        op.pointee.place = OperationPlace.kernel
+        io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+    }
+
+    private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        io_uring_prep_cancel64(sqe, UInt64(UInt(bitPattern: op)), 0)
+        io_uring_sqe_set_data64(sqe, Self.ignoredTag)
+    }
+
+    func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        if op.pointee.place == OperationPlace.backlog {
+            unlinkBacklog(op)
+            loop.completeLater(op, result: -ECANCELED)
+            return
+        }
+        if let sqe = nextEntry() { prepareCancel(sqe, op) } else { pendingCancels.append(op) }
+    }
+
+    func cancelAll(loop: Loop) {
+        closing = true
+        while let op = backlogHead {
+            unlinkBacklog(op)
+            op.pointee.cancelRequested = true
+            loop.completeLater(op, result: -ECANCELED)
+        }
+        enableIfNeeded()
+        var sqe = nextEntry()
+        while sqe == nil {
+            _ = io_uring_submit_and_wait(ring, 1)
+            sqe = nextEntry()
+        }
+        io_uring_prep_cancel64(sqe, 0, Int32(IORING_ASYNC_CANCEL_ANY))
+        io_uring_sqe_set_data64(sqe, Self.ignoredTag)
+    }
+
+    func forget(_ descriptor: Int32, loop: Loop) {}
+
+    private func armWake() {
+        var sqe = nextEntry()
+        while sqe == nil {
+            _ = io_uring_submit(ring)
+            sqe = io_uring_get_sqe(ring)
+        }
+        io_uring_prep_poll_multishot(sqe, remote.eventDescriptor, UInt32(POLLIN))
+        io_uring_sqe_set_data64(sqe, Self.wakeTag)
+        wakeArmed = true
+    }
+
+    func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
+        enableIfNeeded()
+        if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+        var timeout = __kernel_timespec()
+        while true {
+            let r: Int32
+            if timeoutNanoseconds == 0 || backlogHead != nil {
+                r = io_uring_submit_and_get_events(ring)
+            } else if let ns = timeoutNanoseconds {
+                timeout.tv_sec = ns / 1_000_000_000
+                timeout.tv_nsec = ns % 1_000_000_000
+                var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
+                r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &timeout, nil)
+            } else {
+                r = io_uring_submit_and_wait(ring, 1)
+            }
+            if r == -EINTR { continue }
+            if r < 0 && r != -ETIME && r != -EBUSY && r != -EAGAIN {
+                throw LoopError(.init(rawValue: -r), operation: "io_uring_enter")
+            }
+            break
+        }
+        return drain(loop: loop)
+    }
+
+    private func drain(loop: Loop) -> Bool {
+        var any = false
+        var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
+        while io_uring_peek_cqe(ring, &cqe) == 0, let entry = cqe {
+            let data = entry.pointee.user_data
+            var result = entry.pointee.res
+            let flags = entry.pointee.flags
+            io_uring_cqe_seen(ring, entry)
+            cqe = nil
+            any = true
+            if data == Self.ignoredTag { continue }
+            if data == Self.wakeTag {
+                _ = weft_eventfd_drain(remote.eventDescriptor)
+                remote.acknowledgeWake()
+                if flags & UInt32(IORING_CQE_F_MORE) == 0 {
+                    wakeArmed = false
+                    if !closing { armWake() }
+                }
+                continue
+            }
+            if data & 2 != 0 {
+                let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data & ~UInt64(2)))!
+                loop.complete(op, result: op.pointee.rawResult)
+                continue
+            }
+            let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
+            if op.pointee.place == Self.awaitingReadiness {
+                if result < 0 || op.pointee.cancelRequested {
+                    loop.complete(op, result: result < 0 ? result : -ECANCELED)
+                } else if let sqe = nextEntry() {
+                    prepare(sqe, op)
+                } else {
+                    appendBacklog(op)
+                }
+                continue
+            }
+            switch op.pointee.kind {
+            case .timer:
+                if result == -ETIME { result = 0 }
+            case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept:
+                if result == -EAGAIN && !op.pointee.cancelRequested {
+                    awaitReadiness(op)
+                    continue
+                }
+            default: break
+            }
+            loop.complete(op, result: result)
+            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+        }
+        return any
+    }
+
+    private func awaitReadiness(_ op: UnsafeMutablePointer<LoopOperation>) {
+        let writes: Bool
+        switch op.pointee.kind {
+        case .send, .sendmsg, .write, .writev: writes = true
+        default: writes = false
+        }
+        guard let sqe = nextEntry() else {
+            appendBacklog(op)
+            return
+        }
+        io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
+        io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+        op.pointee.place = Self.awaitingReadiness
+    }
+
+    func shutdown() {
+        io_uring_queue_exit(ring)
+    }
+}

@@ -1,6 +1,0 @@
-import WeftLoop
-import XCTest
-
-final class SmokeTests: XCTestCase {
-    func testVersion() { XCTAssertEqual(weftLoopABIVersion, 1) }
-}
