@@ -1,0 +1,51 @@
+import Foundation
+import WeftContext
+import XCTest
+
+final class StackMemoryTests: PoolCheckedTestCase {
+    /// Every `.S` file must carry a `.note.GNU-stack` section, or the linker makes the process's
+    /// stack executable; the kernel then maps `[stack]` with execute permission.
+    func testProcessStackIsNotExecutable() throws {
+        let maps = readProcFile("/proc/self/maps")
+        let stackLine = maps.split(separator: "\n").first { $0.hasSuffix("[stack]") }
+        let permissions = try XCTUnwrap(stackLine?.split(separator: " ").dropFirst().first)
+        XCTAssertEqual(permissions, "rw-p")
+    }
+
+    func testGuardPageIsNotAccessibleAndStackIsReserved() throws {
+        let stack = try StackPool.shared.allocate(.guarded)
+        defer { StackPool.shared.release(stack) }
+        let maps = readProcFile("/proc/self/maps")
+        let guardStart = String(UInt(bitPattern: stack.bottom) - UInt(getpagesize()), radix: 16)
+        let guardLine = maps.split(separator: "\n").first { $0.hasPrefix(guardStart + "-") }
+        XCTAssertEqual(try XCTUnwrap(guardLine).split(separator: " ")[1], "---p")
+    }
+
+    func testCurrentContextInsideACoroutine() throws {
+        XCTAssertNil(ExecutionContext.current)
+        let coroutine = try Coroutine<Void, Bool, UInt64> { _, yielder in
+            let current = ExecutionContext.current
+            try yielder.yield(current?.stackLowerBound != nil)
+            return current?.id ?? 0
+        }
+        XCTAssertEqual(try coroutine.resume(), .yielded(true))
+        guard case .finished(let id) = try coroutine.resume() else { return XCTFail("did not finish") }
+        XCTAssertGreaterThan(id, 0)
+        XCTAssertNil(ExecutionContext.current)
+    }
+}
+
+/// Reads a /proc file (their size is reported as 0, so read until end of file).
+func readProcFile(_ path: String) -> String {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
