@@ -170,6 +170,13 @@ weft_fiber *weft_fiber_thread_create(void) {
 void weft_fiber_thread_destroy(weft_fiber *fiber) { free(fiber); }
 
 void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
+#if !WEFT_ASAN && !WEFT_TSAN
+    if (from->thread_root) {
+        /* A resumer has nothing to do after it is resumed: a tail call, no frame of our own. */
+        weft_before_switch(from, to, 0);
+        return weft_context_switch(&from->sp, to->sp, transfer);
+    }
+#endif
 #if WEFT_TSAN
     /* A thread's record stands for whichever thread resumes through it: take that thread's fiber. */
     if (from->thread_root) from->tsan_fiber = __tsan_get_current_fiber();
