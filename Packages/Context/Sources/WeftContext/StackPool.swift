@@ -4,7 +4,8 @@ import Synchronization
 /// Hands out ``Stack``s of both classes and takes them back for reuse. Thread-safe.
 ///
 /// Released stacks are reused last-in first-out, so the most recently touched (cache- and
-/// TLB-warm) memory goes out first. Up to ``Configuration/highWaterMark`` released stacks per
+/// TLB-warm) memory goes out first. The most recently released stack of each class sits in a
+/// lock-free slot, so the common release-then-allocate cycle takes no lock. Up to ``Configuration/highWaterMark`` released stacks per
 /// class keep their memory; past that, a released stack's pages go back to the kernel with
 /// `MADV_DONTNEED` (its address range stays reserved for reuse). Compact-stack mappings are kept for
 /// the pool's lifetime; guarded stacks beyond ``Configuration/maximumCachedGuardedStacks`` cold ones
@@ -17,6 +18,14 @@ public final class StackPool: Sendable {
     public let configuration: Configuration
     let pageSize: Int
     let state: Mutex<State>
+    /// The most recently released stack of each class (its low address, or 0): the top of the
+    /// warm LIFO, outside the lock.
+    let guardedTop = Atomic<UInt>(0)
+    let compactTop = Atomic<UInt>(0)
+    /// Counters the lock-free path updates.
+    let guardedInUse = Atomic<Int>(0)
+    let compactInUse = Atomic<Int>(0)
+    let slotReuses = Atomic<Int>(0)
 
     struct State: ~Copyable {
         var guardedWarm: [Stack] = []
@@ -54,6 +63,10 @@ public final class StackPool: Sendable {
     }
 
     deinit {
+        let top = guardedTop.load(ordering: .acquiring)
+        if top != 0 {
+            _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: top - UInt(pageSize)), configuration.guardedStackSize + pageSize)
+        }
         state.withLock { state in
             for stack in state.guardedWarm + state.guardedCold {
                 _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: stack.guardAddress), stack.size + stack.guardSize)
@@ -65,7 +78,27 @@ public final class StackPool: Sendable {
     }
 
     /// The pool's counters now.
-    public var statistics: Statistics { state.withLock { $0.statistics } }
+    public var statistics: Statistics {
+        var statistics = state.withLock { $0.statistics }
+        statistics.guardedInUse = guardedInUse.load(ordering: .relaxed)
+        statistics.compactInUse = compactInUse.load(ordering: .relaxed)
+        statistics.guardedWarm += guardedTop.load(ordering: .relaxed) != 0 ? 1 : 0
+        statistics.compactWarm += compactTop.load(ordering: .relaxed) != 0 ? 1 : 0
+        statistics.reuses += slotReuses.load(ordering: .relaxed)
+        return statistics
+    }
+
+    /// Rebuilds the descriptor of a stack of this pool from its low address.
+    private func stack(at address: UInt, _ kind: Stack.Kind) -> Stack {
+        switch kind {
+        case .guarded:
+            return Stack(lowAddress: address, size: configuration.guardedStackSize, kind: .guarded,
+                         guardAddress: address - UInt(pageSize), guardSize: pageSize)
+        case .compact:
+            return Stack(lowAddress: address, size: configuration.compactStackSize, kind: .compact,
+                         guardAddress: 0, guardSize: 0)
+        }
+    }
 
     /// Takes a stack from the pool, mapping new memory when none is free.
     /// - Parameter kind: the class of stack.
@@ -73,39 +106,77 @@ public final class StackPool: Sendable {
     /// - Throws: ``StackError/mappingLimitReached(limit:mappings:)`` when `vm.max_map_count` stops a new
     ///   mapping, ``StackError/mapFailed(operation:errno:)`` for other mapping failures.
     public func allocate(_ kind: Stack.Kind = .guarded) throws(StackError) -> Stack {
+        let top: UInt
+        switch kind {
+        case .guarded:
+            top = guardedTop.exchange(0, ordering: .acquiring)
+            if top != 0 { guardedInUse.wrappingAdd(1, ordering: .relaxed) }
+        case .compact:
+            top = compactTop.exchange(0, ordering: .acquiring)
+            if top != 0 { compactInUse.wrappingAdd(1, ordering: .relaxed) }
+        }
+        if top != 0 {
+            slotReuses.wrappingAdd(1, ordering: .relaxed)
+            return stack(at: top, kind)
+        }
         let reused: Stack? = state.withLock { state in
             switch kind {
             case .guarded:
                 guard let stack = state.guardedWarm.popLast() ?? state.guardedCold.popLast() else { return nil }
                 state.statistics.guardedWarm = state.guardedWarm.count
                 state.statistics.guardedCold = state.guardedCold.count
-                state.statistics.guardedInUse += 1
                 state.statistics.reuses += 1
                 return stack
             case .compact:
                 guard let stack = state.compactWarm.popLast() ?? state.compactCold.popLast() else { return nil }
                 state.statistics.compactWarm = state.compactWarm.count
                 state.statistics.compactCold = state.compactCold.count
-                state.statistics.compactInUse += 1
                 state.statistics.reuses += 1
                 return stack
             }
         }
-        if let reused { return reused }
-        switch kind {
-        case .guarded: return try mapGuarded()
-        case .compact: return try mapCompact()
+        let stack: Stack
+        if let reused {
+            stack = reused
+        } else {
+            switch kind {
+            case .guarded: stack = try mapGuarded()
+            case .compact: stack = try mapCompact()
+            }
         }
+        switch kind {
+        case .guarded: guardedInUse.wrappingAdd(1, ordering: .relaxed)
+        case .compact: compactInUse.wrappingAdd(1, ordering: .relaxed)
+        }
+        return stack
     }
 
     /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
     /// - Parameter stack: a stack this pool allocated.
     public func release(_ stack: Stack) {
+        var stack = stack
+        switch stack.kind {
+        case .guarded:
+            guardedInUse.wrappingSubtract(1, ordering: .relaxed)
+            if configuration.highWaterMark > 0 {
+                let previous = guardedTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
+                if previous == 0 { return }
+                stack = self.stack(at: previous, .guarded)
+            }
+        case .compact:
+            compactInUse.wrappingSubtract(1, ordering: .relaxed)
+            if configuration.highWaterMark > 0 {
+                let previous = compactTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
+                if previous == 0 { return }
+                stack = self.stack(at: previous, .compact)
+            }
+        }
+        // The slot holds one warm stack; the list holds the rest up to the high-water mark.
+        let listLimit = configuration.highWaterMark - 1
         let overHighWater: Bool = state.withLock { state in
             switch stack.kind {
             case .guarded:
-                state.statistics.guardedInUse -= 1
-                if state.guardedWarm.count < configuration.highWaterMark {
+                if state.guardedWarm.count < listLimit {
                     state.guardedWarm.append(stack)
                     state.statistics.guardedWarm = state.guardedWarm.count
                     return false
@@ -113,8 +184,7 @@ public final class StackPool: Sendable {
                 state.statistics.discards += 1
                 return true
             case .compact:
-                state.statistics.compactInUse -= 1
-                if state.compactWarm.count < configuration.highWaterMark {
+                if state.compactWarm.count < listLimit {
                     state.compactWarm.append(stack)
                     state.statistics.compactWarm = state.compactWarm.count
                     return false
@@ -149,8 +219,13 @@ public final class StackPool: Sendable {
 
     /// Gives the memory of every warm released stack back to the kernel now (they stay reusable).
     public func trim() {
+        var slots: [Stack] = []
+        let guarded = guardedTop.exchange(0, ordering: .acquiring)
+        if guarded != 0 { slots.append(stack(at: guarded, .guarded)) }
+        let compact = compactTop.exchange(0, ordering: .acquiring)
+        if compact != 0 { slots.append(stack(at: compact, .compact)) }
         let warm: [Stack] = state.withLock { state in
-            let warm = state.guardedWarm + state.compactWarm
+            let warm = state.guardedWarm + state.compactWarm + slots
             state.guardedWarm.removeAll()
             state.compactWarm.removeAll()
             state.statistics.guardedWarm = 0
@@ -174,7 +249,6 @@ public final class StackPool: Sendable {
         let error = weft_stack_map(size + pageSize, pageSize, &base)
         if error != 0 { throw mappingError(error, operation: "mmap of a guarded stack") }
         let address = UInt(bitPattern: base)
-        state.withLock { $0.statistics.guardedInUse += 1 }
         return Stack(lowAddress: address + UInt(pageSize), size: size, kind: .guarded, guardAddress: address, guardSize: pageSize)
     }
 
@@ -201,7 +275,6 @@ public final class StackPool: Sendable {
             // Highest first so the stack handed out now is the lowest and reuse order stays LIFO.
             state.compactCold.append(contentsOf: stacks.dropFirst().reversed())
             state.statistics.compactCold = state.compactCold.count
-            state.statistics.compactInUse += 1
             return stacks[0]
         }
     }
