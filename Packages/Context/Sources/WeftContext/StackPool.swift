@@ -22,10 +22,6 @@ public final class StackPool: Sendable {
     /// warm LIFO, outside the lock.
     let guardedTop = Atomic<UInt>(0)
     let compactTop = Atomic<UInt>(0)
-    /// Counters the lock-free path updates.
-    let guardedInUse = Atomic<Int>(0)
-    let compactInUse = Atomic<Int>(0)
-    let slotReuses = Atomic<Int>(0)
 
     struct State: ~Copyable {
         var guardedWarm: [Stack] = []
@@ -33,6 +29,8 @@ public final class StackPool: Sendable {
         var compactWarm: [Stack] = []
         var compactCold: [Stack] = []
         var compactMappings: [(base: UInt, bytes: Int)] = []
+        /// Guarded stacks currently mapped (in use, warm, cold or in the slot).
+        var guardedMapped = 0
         var statistics = Statistics()
     }
 
@@ -78,14 +76,21 @@ public final class StackPool: Sendable {
     }
 
     /// The pool's counters now.
+    /// In-use counts are derived (mapped minus cached) so that the lock-free path updates no
+    /// counter: a snapshot taken while other threads allocate may be momentarily off by one.
     public var statistics: Statistics {
-        var statistics = state.withLock { $0.statistics }
-        statistics.guardedInUse = guardedInUse.load(ordering: .relaxed)
-        statistics.compactInUse = compactInUse.load(ordering: .relaxed)
-        statistics.guardedWarm += guardedTop.load(ordering: .relaxed) != 0 ? 1 : 0
-        statistics.compactWarm += compactTop.load(ordering: .relaxed) != 0 ? 1 : 0
-        statistics.reuses += slotReuses.load(ordering: .relaxed)
-        return statistics
+        let perMapping = configuration.compactStacksPerMapping
+        let guardedSlot = guardedTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        let compactSlot = compactTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        return state.withLock { state in
+            var statistics = state.statistics
+            statistics.guardedWarm += guardedSlot
+            statistics.compactWarm += compactSlot
+            statistics.guardedInUse = state.guardedMapped - state.guardedWarm.count - state.guardedCold.count - guardedSlot
+            statistics.compactInUse = state.compactMappings.count * perMapping - state.compactWarm.count
+                - state.compactCold.count - compactSlot
+            return statistics
+        }
     }
 
     /// Rebuilds the descriptor of a stack of this pool from its low address.
@@ -108,17 +113,10 @@ public final class StackPool: Sendable {
     public func allocate(_ kind: Stack.Kind = .guarded) throws(StackError) -> Stack {
         let top: UInt
         switch kind {
-        case .guarded:
-            top = guardedTop.exchange(0, ordering: .acquiring)
-            if top != 0 { guardedInUse.wrappingAdd(1, ordering: .relaxed) }
-        case .compact:
-            top = compactTop.exchange(0, ordering: .acquiring)
-            if top != 0 { compactInUse.wrappingAdd(1, ordering: .relaxed) }
+        case .guarded: top = guardedTop.exchange(0, ordering: .acquiring)
+        case .compact: top = compactTop.exchange(0, ordering: .acquiring)
         }
-        if top != 0 {
-            slotReuses.wrappingAdd(1, ordering: .relaxed)
-            return stack(at: top, kind)
-        }
+        if top != 0 { return stack(at: top, kind) }
         let reused: Stack? = state.withLock { state in
             switch kind {
             case .guarded:
@@ -135,20 +133,11 @@ public final class StackPool: Sendable {
                 return stack
             }
         }
-        let stack: Stack
-        if let reused {
-            stack = reused
-        } else {
-            switch kind {
-            case .guarded: stack = try mapGuarded()
-            case .compact: stack = try mapCompact()
-            }
-        }
+        if let reused { return reused }
         switch kind {
-        case .guarded: guardedInUse.wrappingAdd(1, ordering: .relaxed)
-        case .compact: compactInUse.wrappingAdd(1, ordering: .relaxed)
+        case .guarded: return try mapGuarded()
+        case .compact: return try mapCompact()
         }
-        return stack
     }
 
     /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
@@ -157,14 +146,12 @@ public final class StackPool: Sendable {
         var stack = stack
         switch stack.kind {
         case .guarded:
-            guardedInUse.wrappingSubtract(1, ordering: .relaxed)
             if configuration.highWaterMark > 0 {
                 let previous = guardedTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
                 if previous == 0 { return }
                 stack = self.stack(at: previous, .guarded)
             }
         case .compact:
-            compactInUse.wrappingSubtract(1, ordering: .relaxed)
             if configuration.highWaterMark > 0 {
                 let previous = compactTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
                 if previous == 0 { return }
@@ -205,6 +192,7 @@ public final class StackPool: Sendable {
                     return false
                 }
                 state.statistics.unmaps += 1
+                state.guardedMapped -= 1
                 return true
             case .compact:
                 state.compactCold.append(stack)
@@ -249,6 +237,7 @@ public final class StackPool: Sendable {
         let error = weft_stack_map(size + pageSize, pageSize, &base)
         if error != 0 { throw mappingError(error, operation: "mmap of a guarded stack") }
         let address = UInt(bitPattern: base)
+        state.withLock { $0.guardedMapped += 1 }
         return Stack(lowAddress: address + UInt(pageSize), size: size, kind: .guarded, guardAddress: address, guardSize: pageSize)
     }
 
