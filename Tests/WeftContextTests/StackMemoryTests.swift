@@ -30,7 +30,7 @@ final class StackMemoryTests: PoolCheckedTestCase {
         }
         XCTAssertEqual(try coroutine.resume(), .yielded(true))
         guard case .finished(let id) = try coroutine.resume() else { return XCTFail("did not finish") }
-        XCTAssertGreaterThan(id, 0)
+        XCTAssertEqual(id, 0, "coroutines are named by their stack address")
         XCTAssertNil(ExecutionContext.current)
     }
 }
