@@ -21,6 +21,23 @@ final class StackMemoryTests: PoolCheckedTestCase {
         XCTAssertEqual(try XCTUnwrap(guardLine).split(separator: " ")[1], "---p")
     }
 
+    /// The trampoline's CFI marks the bottom frame, so an unwinder walking a coroutine's stack stops
+    /// there instead of running into the memory above it.
+    func testBacktraceInsideACoroutineEndsAtTheTrampoline() throws {
+        // glibc's backtrace(3) (execinfo.h is not in the Glibc module) walks frames with the
+        // DWARF unwinder, i.e. by CFI.
+        typealias Backtrace = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int32) -> Int32
+        let symbol = try XCTUnwrap(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "backtrace"))
+        let walk = unsafeBitCast(symbol, to: Backtrace.self)
+        let coroutine = try Coroutine<Void, Int, Int> { _, _ in
+            var frames = [UnsafeMutableRawPointer?](repeating: nil, count: 256)
+            return Int(walk(&frames, 256))
+        }
+        guard case .finished(let depth) = try coroutine.resume() else { return XCTFail("did not finish") }
+        XCTAssertGreaterThan(depth, 2)
+        XCTAssertLessThan(depth, 64, "the unwinder did not stop at the bottom frame")
+    }
+
     func testCurrentContextInsideACoroutine() throws {
         XCTAssertNil(ExecutionContext.current)
         let coroutine = try Coroutine<Void, Bool, UInt64> { _, yielder in
