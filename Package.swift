@@ -42,7 +42,20 @@ let package = Package(
         ),
 
         .testTarget(name: "WeftContextTests", dependencies: ["WeftContext"]),
-        .testTarget(name: "WeftLoopTests", dependencies: ["WeftLoop"]),
+        // Test-only: a fixed-signature shim over libcurl's variadic setters, for the test that drives
+        // libcurl's multi interface from WeftLoop. No product depends on it.
+        .target(
+            name: "CWeftCurl",
+            path: "Tests/CWeftCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+        .testTarget(
+            name: "WeftLoopTests",
+            dependencies: [
+                "WeftLoop", "CWeftCurl",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,13 +10,24 @@ let weft = root.lastPathComponent
 let package = Package(
     name: "WeftExamples",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "../..")],
+    dependencies: [
+        .package(path: "../.."),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
     targets: [
         .executableTarget(
             name: "generators",
             dependencies: [.product(name: "WeftContext", package: weft)],
             path: "Sources/generators"
-        )
+        ),
+        .executableTarget(
+            name: "loop-echo-server",
+            dependencies: [
+                .product(name: "WeftLoop", package: weft),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/loop-echo-server"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

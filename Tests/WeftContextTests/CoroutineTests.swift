@@ -44,6 +44,25 @@ final class CoroutineTests: PoolCheckedTestCase {
         inner.value = nil
     }
 
+    func testResumingTheCoroutineThatResumedYouIsAnError() throws {
+        let outer = Shared<Coroutine<Void, Int, String>?>(nil)
+        let inner = try Coroutine<Void, Int, String> { _, _ in
+            do {
+                _ = try outer.value!.resume()
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let innerBox = Shared(inner)
+        outer.value = try Coroutine<Void, Int, String> { _, _ in
+            guard case .finished(let message) = try innerBox.value.resume() else { return "inner yielded" }
+            return message
+        }
+        XCTAssertEqual(try outer.value!.resume(), .finished(CoroutineError.alreadyRunning.description))
+        outer.value = nil
+    }
+
     func testResumingWhileRunningElsewhereIsAnError() throws {
         let gate = Gate()
         let coroutine = try Coroutine<Void, Int, Int> { _, _ in

@@ -12,7 +12,7 @@ final class CrashTests: XCTestCase {
         } else {
             XCTAssertEqual(outcome.signal, SIGSEGV, outcome.stderr)
         }
-        XCTAssertTrue(outcome.stderr.contains("weft: stack overflow in context #"), outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("weft: stack overflow in context on stack 0x"), outcome.stderr)
         XCTAssertTrue(outcome.stderr.contains("(stack size \(StackPool.shared.configuration.guardedStackSize) bytes)"), outcome.stderr)
     }
 

@@ -16,6 +16,9 @@ func runContextBenchmarks() throws {
         report("context", "switch_vs_c", full / c)
     }
     report("context", "create_destroy_ns", try measureCreateDestroy())
+    let parts = try measureCreateDestroyParts()
+    report("context", "pool_cycle_ns", parts.pool)
+    report("context", "create_unstarted_ns", parts.unstarted)
     report("context", "parked_bytes", try measureParked(kind: .compact, count: 200_000))
     report("context", "parked_guarded_bytes", try measureParked(kind: .guarded, count: nil))
 }

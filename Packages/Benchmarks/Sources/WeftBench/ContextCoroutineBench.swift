@@ -20,6 +20,23 @@ func measureCreateDestroy() throws -> Double {
     return best
 }
 
+/// Nanoseconds for the parts of create/destroy: a pool allocate+release, and a coroutine created
+/// and released without running (stack, object, records; no switch).
+func measureCreateDestroyParts() throws -> (pool: Double, unstarted: Double) {
+    let rounds = 200_000
+    var pool = Double.infinity
+    var unstarted = Double.infinity
+    for _ in 0..<5 {
+        var start = nowNanoseconds()
+        for _ in 0..<rounds { StackPool.shared.release(try StackPool.shared.allocate()) }
+        pool = min(pool, (nowNanoseconds() - start) / Double(rounds))
+        start = nowNanoseconds()
+        for _ in 0..<rounds { _ = try Coroutine<Int, Int, Int> { value, _ in value } }
+        unstarted = min(unstarted, (nowNanoseconds() - start) / Double(rounds))
+    }
+    return (pool, unstarted)
+}
+
 /// Resident bytes per parked coroutine: `count` coroutines (all the mapping limit allows when nil)
 /// each resumed once and parked in a yield; RSS measured from /proc/self/statm before and after.
 func measureParked(kind: Stack.Kind, count: Int?) throws -> Double {

@@ -127,14 +127,16 @@ private func millionTimers(_ backend: LoopBackendKind) throws -> Double {
 // MARK: - Echo
 
 /// The echo figures: WeftLoop's callback server on each backend against the C server of the same
-/// kind, 1000 connections × 64 bytes, three interleaved rounds; ratios are medians of per-round ratios.
+/// kind, 1000 connections × 64 bytes, five interleaved rounds of 2 s windows (short windows, more
+/// rounds: the machine is shared, and a median of paired ratios shrugs off a noisy round).
 private func runEchoBenchmarks() throws {
-    let load = EchoLoad()
+    let load = EchoLoad(connections: 1000, messageSize: 64, seconds: 2, warmup: 0.5)
+    let roundCount = 5
     let cUring = try EchoServer.c("uring_echo_server")
     let cEpoll = try EchoServer.c("epoll_echo_server")
     let loopUring = try EchoServer.driver("loop_echo io_uring", ["serve-loop-echo", "--backend", "io_uring"])
     let loopEpoll = try EchoServer.driver("loop_echo epoll", ["serve-loop-echo", "--backend", "epoll"])
-    let rounds = try runEchoRounds([cUring, loopUring, cEpoll, loopEpoll], load: load, rounds: 3)
+    let rounds = try runEchoRounds([cUring, loopUring, cEpoll, loopEpoll], load: load, rounds: roundCount)
     let throughput: (EchoResult) -> Double = { $0.messagesPerSecond }
     let cpu: (EchoResult) -> Double = { $0.cpuMicrosecondsPerMessage }
 
@@ -155,5 +157,5 @@ private func runEchoBenchmarks() throws {
     for server in [cUring, loopUring, cEpoll, loopEpoll] { table.add(server.name, rounds.median(server)) }
     table.deferPrinting(
         title: "loop echo: \(load.connections) connections x \(load.messageSize) bytes, "
-            + "\(Int(load.seconds)) s windows, median of 3 rounds")
+            + "\(Int(load.seconds)) s windows, median of \(roundCount) rounds")
 }

@@ -45,6 +45,33 @@ static size_t format_u64(char *out, uint64_t value) {
     return n;
 }
 
+static size_t append(char *buffer, size_t at, const char *text);
+
+static size_t format_hex(char *out, uint64_t value) {
+    static const char digits[] = "0123456789abcdef";
+    char reversed[16];
+    size_t n = 0;
+    do {
+        reversed[n++] = digits[value & 15];
+        value >>= 4;
+    } while (value != 0);
+    out[0] = '0';
+    out[1] = 'x';
+    for (size_t i = 0; i < n; i++) out[2 + i] = reversed[n - 1 - i];
+    return n + 2;
+}
+
+/* "context #ID", or "context on stack 0xADDR" for contexts made without an id. */
+static size_t name_context(char *out, const weft_fiber *fiber) {
+    size_t n = 0;
+    if (fiber->id != 0) {
+        n = append(out, n, "context #");
+        return n + format_u64(out + n, fiber->id);
+    }
+    n = append(out, n, "context on stack ");
+    return n + format_hex(out + n, (uint64_t)(uintptr_t)fiber->stack_lo);
+}
+
 static size_t append(char *buffer, size_t at, const char *text) {
     size_t length = strlen(text);
     memcpy(buffer + at, text, length);
@@ -83,8 +110,8 @@ static void overflow_handler(int signo, siginfo_t *info, void *ucontext) {
         if (address >= floor && address < limit) {
             char message[256];
             size_t n = 0;
-            n = append(message, n, "weft: stack overflow in context #");
-            n += format_u64(message + n, fiber->id);
+            n = append(message, n, "weft: stack overflow in ");
+            n += name_context(message + n, fiber);
             n = append(message, n, " (stack size ");
             n += format_u64(message + n, fiber->stack_bytes);
             n = append(message, n, " bytes): it hit its guard page. Give it a bigger stack "
@@ -145,8 +172,8 @@ void weft_fatal(const char *message) {
 void weft_canary_failed(const weft_fiber *fiber) {
     char message[256];
     size_t n = 0;
-    n = append(message, n, "weft: stack overflow in context #");
-    n += format_u64(message + n, fiber->id);
+    n = append(message, n, "weft: stack overflow in ");
+    n += name_context(message + n, fiber);
     n = append(message, n, " (compact stack of ");
     n += format_u64(message + n, fiber->stack_bytes);
     n = append(message, n, " bytes): its canary was overwritten. Use a guarded or bigger stack.");

@@ -18,8 +18,6 @@ public class CoroutineCore: @unchecked Sendable {
         case created, suspended, running, finished
     }
 
-    static let nextID = Atomic<UInt64>(1)
-
     let pool: StackPool
     @exclusivity(unchecked) var stack: Stack?
     /// The context running the body, on `stack`.
@@ -47,11 +45,12 @@ public class CoroutineCore: @unchecked Sendable {
         let recordSize = ExecutionContext.recordSize
         let resumerMemory = stack.top - recordSize
         self.resumer = ExecutionContext.makeResumer(in: resumerMemory)
-        let id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         // `body` is set below once `self` exists; the record address is what the entry needs.
         self.body = resumer
         self.body = ExecutionContext(
-            stack: stack, reservingTop: recordSize, id: id, entry: coroutineEntry,
+            // No id (a shared counter would cost an atomic per coroutine): overflow reports name
+            // the coroutine by its stack address.
+            stack: stack, reservingTop: recordSize, id: 0, entry: coroutineEntry,
             argument: Unmanaged.passUnretained(self).toOpaque())
     }
 

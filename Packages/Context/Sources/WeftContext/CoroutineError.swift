@@ -2,7 +2,8 @@
 public enum CoroutineError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The coroutine's body already returned or threw.
     case finished
-    /// Another thread is running the coroutine right now.
+    /// The coroutine is running right now: on another thread, or it is (indirectly) the one
+    /// trying to resume it, e.g. its body resumed a coroutine that now resumes it back.
     case alreadyRunning
     /// The coroutine's own body called `resume` on it.
     case resumedFromInside
@@ -11,7 +12,7 @@ public enum CoroutineError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .finished: return "Coroutine.resume: the coroutine has finished"
-        case .alreadyRunning: return "Coroutine.resume: the coroutine is running on another thread"
+        case .alreadyRunning: return "Coroutine.resume: the coroutine is already running (on another thread, or it is resuming this one)"
         case .resumedFromInside: return "Coroutine.resume: a coroutine cannot resume itself"
         }
     }

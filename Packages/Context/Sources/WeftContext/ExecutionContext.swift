@@ -34,7 +34,7 @@ public struct ExecutionContext: @unchecked Sendable, Hashable {
     /// - Parameters:
     ///   - stack: the stack to run on; it must outlive the context and hold no other context.
     ///   - reservingTop: bytes at the top of the stack left free for the caller (rounded to 16).
-    ///   - id: a number shown in stack-overflow reports.
+    ///   - id: a number shown in stack-overflow reports (0: they show the stack's address instead).
     ///   - entry: the C-convention function the context starts in; it must never return.
     ///   - argument: passed to `entry` unchanged.
     public init(stack: Stack, reservingTop: Int = 0, id: UInt64 = 0, entry: Entry, argument: UnsafeMutableRawPointer?) {

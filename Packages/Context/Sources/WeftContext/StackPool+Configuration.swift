@@ -50,7 +50,8 @@ extension StackPool {
         public var discards = 0
         /// Guarded stacks unmapped because too many were cached.
         public var unmaps = 0
-        /// Stacks handed out again from the pool instead of newly mapped.
+        /// Stacks handed out again from the pool's lists instead of newly mapped (a stack reused
+        /// straight from the lock-free slot, the most recently released one, is not counted).
         public var reuses = 0
 
         /// All counters zero.

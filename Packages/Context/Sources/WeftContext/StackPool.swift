@@ -4,7 +4,8 @@ import Synchronization
 /// Hands out ``Stack``s of both classes and takes them back for reuse. Thread-safe.
 ///
 /// Released stacks are reused last-in first-out, so the most recently touched (cache- and
-/// TLB-warm) memory goes out first. Up to ``Configuration/highWaterMark`` released stacks per
+/// TLB-warm) memory goes out first. The most recently released stack of each class sits in a
+/// lock-free slot, so the common release-then-allocate cycle takes no lock. Up to ``Configuration/highWaterMark`` released stacks per
 /// class keep their memory; past that, a released stack's pages go back to the kernel with
 /// `MADV_DONTNEED` (its address range stays reserved for reuse). Compact-stack mappings are kept for
 /// the pool's lifetime; guarded stacks beyond ``Configuration/maximumCachedGuardedStacks`` cold ones
@@ -17,6 +18,10 @@ public final class StackPool: Sendable {
     public let configuration: Configuration
     let pageSize: Int
     let state: Mutex<State>
+    /// The most recently released stack of each class (its low address, or 0): the top of the
+    /// warm LIFO, outside the lock.
+    let guardedTop = Atomic<UInt>(0)
+    let compactTop = Atomic<UInt>(0)
 
     struct State: ~Copyable {
         var guardedWarm: [Stack] = []
@@ -24,6 +29,8 @@ public final class StackPool: Sendable {
         var compactWarm: [Stack] = []
         var compactCold: [Stack] = []
         var compactMappings: [(base: UInt, bytes: Int)] = []
+        /// Guarded stacks currently mapped (in use, warm, cold or in the slot).
+        var guardedMapped = 0
         var statistics = Statistics()
     }
 
@@ -54,6 +61,10 @@ public final class StackPool: Sendable {
     }
 
     deinit {
+        let top = guardedTop.load(ordering: .acquiring)
+        if top != 0 {
+            _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: top - UInt(pageSize)), configuration.guardedStackSize + pageSize)
+        }
         state.withLock { state in
             for stack in state.guardedWarm + state.guardedCold {
                 _ = weft_stack_unmap(UnsafeMutableRawPointer(bitPattern: stack.guardAddress), stack.size + stack.guardSize)
@@ -65,7 +76,34 @@ public final class StackPool: Sendable {
     }
 
     /// The pool's counters now.
-    public var statistics: Statistics { state.withLock { $0.statistics } }
+    /// In-use counts are derived (mapped minus cached) so that the lock-free path updates no
+    /// counter: a snapshot taken while other threads allocate may be momentarily off by one.
+    public var statistics: Statistics {
+        let perMapping = configuration.compactStacksPerMapping
+        let guardedSlot = guardedTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        let compactSlot = compactTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        return state.withLock { state in
+            var statistics = state.statistics
+            statistics.guardedWarm += guardedSlot
+            statistics.compactWarm += compactSlot
+            statistics.guardedInUse = state.guardedMapped - state.guardedWarm.count - state.guardedCold.count - guardedSlot
+            statistics.compactInUse = state.compactMappings.count * perMapping - state.compactWarm.count
+                - state.compactCold.count - compactSlot
+            return statistics
+        }
+    }
+
+    /// Rebuilds the descriptor of a stack of this pool from its low address.
+    private func stack(at address: UInt, _ kind: Stack.Kind) -> Stack {
+        switch kind {
+        case .guarded:
+            return Stack(lowAddress: address, size: configuration.guardedStackSize, kind: .guarded,
+                         guardAddress: address - UInt(pageSize), guardSize: pageSize)
+        case .compact:
+            return Stack(lowAddress: address, size: configuration.compactStackSize, kind: .compact,
+                         guardAddress: 0, guardSize: 0)
+        }
+    }
 
     /// Takes a stack from the pool, mapping new memory when none is free.
     /// - Parameter kind: the class of stack.
@@ -73,20 +111,24 @@ public final class StackPool: Sendable {
     /// - Throws: ``StackError/mappingLimitReached(limit:mappings:)`` when `vm.max_map_count` stops a new
     ///   mapping, ``StackError/mapFailed(operation:errno:)`` for other mapping failures.
     public func allocate(_ kind: Stack.Kind = .guarded) throws(StackError) -> Stack {
+        let top: UInt
+        switch kind {
+        case .guarded: top = guardedTop.exchange(0, ordering: .acquiring)
+        case .compact: top = compactTop.exchange(0, ordering: .acquiring)
+        }
+        if top != 0 { return stack(at: top, kind) }
         let reused: Stack? = state.withLock { state in
             switch kind {
             case .guarded:
                 guard let stack = state.guardedWarm.popLast() ?? state.guardedCold.popLast() else { return nil }
                 state.statistics.guardedWarm = state.guardedWarm.count
                 state.statistics.guardedCold = state.guardedCold.count
-                state.statistics.guardedInUse += 1
                 state.statistics.reuses += 1
                 return stack
             case .compact:
                 guard let stack = state.compactWarm.popLast() ?? state.compactCold.popLast() else { return nil }
                 state.statistics.compactWarm = state.compactWarm.count
                 state.statistics.compactCold = state.compactCold.count
-                state.statistics.compactInUse += 1
                 state.statistics.reuses += 1
                 return stack
             }
@@ -101,11 +143,27 @@ public final class StackPool: Sendable {
     /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
     /// - Parameter stack: a stack this pool allocated.
     public func release(_ stack: Stack) {
+        var stack = stack
+        switch stack.kind {
+        case .guarded:
+            if configuration.highWaterMark > 0 {
+                let previous = guardedTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
+                if previous == 0 { return }
+                stack = self.stack(at: previous, .guarded)
+            }
+        case .compact:
+            if configuration.highWaterMark > 0 {
+                let previous = compactTop.exchange(stack.lowAddress, ordering: .acquiringAndReleasing)
+                if previous == 0 { return }
+                stack = self.stack(at: previous, .compact)
+            }
+        }
+        // The slot holds one warm stack; the list holds the rest up to the high-water mark.
+        let listLimit = configuration.highWaterMark - 1
         let overHighWater: Bool = state.withLock { state in
             switch stack.kind {
             case .guarded:
-                state.statistics.guardedInUse -= 1
-                if state.guardedWarm.count < configuration.highWaterMark {
+                if state.guardedWarm.count < listLimit {
                     state.guardedWarm.append(stack)
                     state.statistics.guardedWarm = state.guardedWarm.count
                     return false
@@ -113,8 +171,7 @@ public final class StackPool: Sendable {
                 state.statistics.discards += 1
                 return true
             case .compact:
-                state.statistics.compactInUse -= 1
-                if state.compactWarm.count < configuration.highWaterMark {
+                if state.compactWarm.count < listLimit {
                     state.compactWarm.append(stack)
                     state.statistics.compactWarm = state.compactWarm.count
                     return false
@@ -135,6 +192,7 @@ public final class StackPool: Sendable {
                     return false
                 }
                 state.statistics.unmaps += 1
+                state.guardedMapped -= 1
                 return true
             case .compact:
                 state.compactCold.append(stack)
@@ -149,8 +207,13 @@ public final class StackPool: Sendable {
 
     /// Gives the memory of every warm released stack back to the kernel now (they stay reusable).
     public func trim() {
+        var slots: [Stack] = []
+        let guarded = guardedTop.exchange(0, ordering: .acquiring)
+        if guarded != 0 { slots.append(stack(at: guarded, .guarded)) }
+        let compact = compactTop.exchange(0, ordering: .acquiring)
+        if compact != 0 { slots.append(stack(at: compact, .compact)) }
         let warm: [Stack] = state.withLock { state in
-            let warm = state.guardedWarm + state.compactWarm
+            let warm = state.guardedWarm + state.compactWarm + slots
             state.guardedWarm.removeAll()
             state.compactWarm.removeAll()
             state.statistics.guardedWarm = 0
@@ -174,7 +237,7 @@ public final class StackPool: Sendable {
         let error = weft_stack_map(size + pageSize, pageSize, &base)
         if error != 0 { throw mappingError(error, operation: "mmap of a guarded stack") }
         let address = UInt(bitPattern: base)
-        state.withLock { $0.statistics.guardedInUse += 1 }
+        state.withLock { $0.guardedMapped += 1 }
         return Stack(lowAddress: address + UInt(pageSize), size: size, kind: .guarded, guardAddress: address, guardSize: pageSize)
     }
 
@@ -201,7 +264,6 @@ public final class StackPool: Sendable {
             // Highest first so the stack handed out now is the lowest and reuse order stays LIFO.
             state.compactCold.append(contentsOf: stacks.dropFirst().reversed())
             state.statistics.compactCold = state.compactCold.count
-            state.statistics.compactInUse += 1
             return stacks[0]
         }
     }

@@ -29,6 +29,8 @@ public final class Loop {
         public var threadPoolIdleSeconds: Int
         /// Makes io_uring setup fail with this error, to test the fallback (test hook).
         package var simulatedRingFailure: Errno?
+        /// Runs the loop on a kernel the test plays (test hook).
+        package var scripted: ScriptedKernel?
         /// Whether a `nil` backend consults `WEFT_BACKEND` (tests of the default choice turn it off).
         package var readsEnvironment = true
 
@@ -93,6 +95,7 @@ public final class Loop {
             }
             choice = named
         }
+        if options.scripted != nil { choice = .scripted }
         var reason: String? = nil
         let made: any LoopBackend
         switch choice {
@@ -101,7 +104,8 @@ public final class Loop {
         case .epoll:
             made = try EpollBackend(remote: remote)
         case .scripted:
-            throw LoopError(.invalidArgument, operation: "Loop.init")
+            guard let kernel = options.scripted else { throw LoopError(.invalidArgument, operation: "Loop.init") }
+            made = ScriptedBackend(kernel: kernel, remote: remote)
         case nil:
             do {
                 made = try UringBackend(options: options, remote: remote)
@@ -247,7 +251,7 @@ public final class Loop {
         backend.cancelAll(loop: self)
         running = true
         while pendingCount > 0 {
-            do { try tick(timeout: nil) } catch { break }
+            do { try tick(timeout: backendKind == .scripted ? 0 : nil) } catch { break }
         }
         running = false
         pool.close()
@@ -258,6 +262,8 @@ public final class Loop {
 
     /// Reports a completion now: runs the callback. Backends call it while waiting.
     package func complete(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        // A stray second completion (a kernel or backend bug) must not run a callback twice.
+        guard op.pointee.state == .pending else { return }
         var r = result
         if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
