@@ -30,6 +30,15 @@
 #define WEFT_TSAN 1
 #endif
 
+/* Valgrind's client requests cost a few no-op instructions when not running under Valgrind and
+ * are only issued when a stack is registered or released, never on a switch. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT_VALGRIND 1
+#endif
+#endif
+
 #if WEFT_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
@@ -140,11 +149,20 @@ weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, s
 #if WEFT_TSAN
     fiber->tsan_fiber = __tsan_create_fiber(0);
 #endif
+#if WEFT_VALGRIND
+    fiber->valgrind_stack = VALGRIND_STACK_REGISTER(stack_lo, top);
+#endif
     fiber->sp = weft_context_make(fiber, weft_fiber_boot, fiber);
     return fiber;
 }
 
 void weft_fiber_release(weft_fiber *fiber) {
+#if WEFT_VALGRIND
+    if (fiber->valgrind_stack != 0) {
+        VALGRIND_STACK_DEREGISTER(fiber->valgrind_stack);
+        fiber->valgrind_stack = 0;
+    }
+#endif
 #if WEFT_TSAN
     if (fiber->tsan_fiber != NULL) {
         __tsan_destroy_fiber(fiber->tsan_fiber);
