@@ -38,6 +38,8 @@ final class ChildScenarios: XCTestCase {
             _ = try escaped.value!.yield(3)
         case "exclusivity-without-hooks":
             _ = try ExclusivityScenario(hooks: false).run(pool: .shared)
+        case "exclusivity-migration-without-hooks":
+            _ = try ExclusivityScenario(hooks: false, runSecond: false).run(pool: .shared)
         default:
             XCTFail("unknown scenario \(scenario)")
         }

@@ -42,11 +42,19 @@ final class CrashTests: XCTestCase {
         XCTAssertTrue(outcome.stderr.contains("Simultaneous accesses"), outcome.stderr)
     }
 
+    func testAccessEndedOnAnotherThreadWithoutSaveRestoreCrashes() throws {
+        try XCTSkipUnless(ExecutionContext.sanitizers.isEmpty, "the bare switch cannot run under a sanitizer")
+        let outcome = runChild(scenario: "exclusivity-migration-without-hooks")
+        XCTAssertNotNil(outcome.signal, "ending an access on another thread must fail without the save/restore: \(outcome.stderr)")
+        XCTAssertFalse(outcome.stderr.contains("survived"), outcome.stderr)
+    }
+
     func testExclusivityHeldAcrossSwitchAndMigrationWithSaveRestore() throws {
         let baseline = StackPool.shared.statistics
         let scenario = ExclusivityScenario(hooks: true)
         XCTAssertEqual(try scenario.run(pool: .shared), 2)
         XCTAssertNotEqual(scenario.observed, -1, "the second context ran")
+        XCTAssertEqual(try ExclusivityScenario(hooks: true, runSecond: false).run(pool: .shared), 2)
         XCTAssertEqual(StackPool.shared.statistics.guardedInUse, baseline.guardedInUse)
         XCTAssertEqual(StackPool.shared.statistics.compactInUse, baseline.compactInUse)
     }

@@ -24,12 +24,16 @@ final class CounterHolder {
 final class ExclusivityScenario: @unchecked Sendable {
     let holder = CounterHolder()
     let hooks: Bool
+    let runSecond: Bool
     var resumer = ExecutionContext.makeResumer()
     var first: ExecutionContext?
     var second: ExecutionContext?
     var observed = -1
 
-    init(hooks: Bool) { self.hooks = hooks }
+    init(hooks: Bool, runSecond: Bool = true) {
+        self.hooks = hooks
+        self.runSecond = runSecond
+    }
 
     func go(_ from: ExecutionContext, _ to: ExecutionContext) {
         if hooks { from.switch(to: to) } else { from.switchWithoutHooks(to: to) }
@@ -46,7 +50,7 @@ final class ExclusivityScenario: @unchecked Sendable {
         second = b
         let mainResumer = resumer
         go(mainResumer, a)
-        go(mainResumer, b)
+        if runSecond { go(mainResumer, b) }
         onNewThread {
             let threadResumer = ExecutionContext.makeResumer()
             self.resumer = threadResumer
@@ -55,6 +59,12 @@ final class ExclusivityScenario: @unchecked Sendable {
         }
         mainResumer.destroyResumer()
         a.release()
+        if !runSecond {
+            // B never ran: finish it so its stack can go back.
+            resumer = ExecutionContext.makeResumer()
+            go(resumer, b)
+            resumer.destroyResumer()
+        }
         b.release()
         pool.release(stackA)
         pool.release(stackB)

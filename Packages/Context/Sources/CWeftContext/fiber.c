@@ -3,8 +3,8 @@
  * is on). Thread-local state is only ever written BEFORE the assembly switch: after it, the code
  * may be running on another OS thread and a cached thread-local address would be wrong.
  *
- * Exclusivity: a context made on a stack saves its open accesses when it switches out and puts
- * them back on top of the (possibly different) thread's list when it resumes. A resumer record
+ * Exclusivity: a context made on a stack saves its open accesses when it switches out, and they
+ * are put back on top of the (possibly different) thread's list by whoever switches to it. A resumer record
  * (a thread's own stack) skips both calls: it never changes thread, and the contexts it resumes
  * record the thread's list head as their boundary on entry and take exactly their own accesses
  * off on exit, so the resumer's accesses stay in place underneath -- the same as if the context
@@ -28,6 +28,15 @@
 #endif
 #if defined(__SANITIZE_THREAD__)
 #define WEFT_TSAN 1
+#endif
+
+/* Valgrind's client requests cost a few no-op instructions when not running under Valgrind and
+ * are only issued when a stack is registered or released, never on a switch. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT_VALGRIND 1
+#endif
 #endif
 
 #if WEFT_ASAN
@@ -59,8 +68,8 @@ size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_
 
 weft_fiber *weft_fiber_current(void) { return weft_current_fiber; }
 
-/* Runs after every switch into `self`: the sanitizer half of the switch, then the exclusivity
- * restore. */
+/* Runs after every switch into `self` (and at its first start): the sanitizer half of the switch.
+ * Without ASan there is nothing to do after a switch, so the switch itself is a tail call. */
 static inline __attribute__((always_inline)) void weft_after_switch(weft_fiber *self) {
 #if WEFT_ASAN
     weft_fiber *prev = self->switched_from;
@@ -78,7 +87,6 @@ static inline __attribute__((always_inline)) void weft_after_switch(weft_fiber *
 #else
     (void)self;
 #endif
-    if (!self->thread_root) swift_task_enterThreadLocalContext(self->tlc);
 }
 
 static inline __attribute__((always_inline)) void weft_before_switch(weft_fiber *from, weft_fiber *to,
@@ -90,7 +98,11 @@ static inline __attribute__((always_inline)) void weft_before_switch(weft_fiber 
     if (running != NULL && running->canary != NULL && __builtin_expect(*running->canary != WEFT_CANARY, 0)) {
         weft_canary_failed(running);
     }
+    /* The target's accesses go back on this thread's list before the switch rather than after
+     * it: the target resumes on this very thread, so it is the same list either way, and nothing
+     * is left to do on the other side. */
     if (!from->thread_root) swift_task_exitThreadLocalContext(from->tlc);
+    if (!to->thread_root) swift_task_enterThreadLocalContext(to->tlc);
     if (__builtin_expect(!weft_altstack_ready, 0) && to->guard_size != 0) {
         weft_altstack_prepare();
     }
@@ -140,11 +152,20 @@ weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, s
 #if WEFT_TSAN
     fiber->tsan_fiber = __tsan_create_fiber(0);
 #endif
+#if WEFT_VALGRIND
+    fiber->valgrind_stack = VALGRIND_STACK_REGISTER(stack_lo, top);
+#endif
     fiber->sp = weft_context_make(fiber, weft_fiber_boot, fiber);
     return fiber;
 }
 
 void weft_fiber_release(weft_fiber *fiber) {
+#if WEFT_VALGRIND
+    if (fiber->valgrind_stack != 0) {
+        VALGRIND_STACK_DEREGISTER(fiber->valgrind_stack);
+        fiber->valgrind_stack = 0;
+    }
+#endif
 #if WEFT_TSAN
     if (fiber->tsan_fiber != NULL) {
         __tsan_destroy_fiber(fiber->tsan_fiber);
@@ -170,21 +191,18 @@ weft_fiber *weft_fiber_thread_create(void) {
 void weft_fiber_thread_destroy(weft_fiber *fiber) { free(fiber); }
 
 void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
-#if !WEFT_ASAN && !WEFT_TSAN
-    if (from->thread_root) {
-        /* A resumer has nothing to do after it is resumed: a tail call, no frame of our own. */
-        weft_before_switch(from, to, 0);
-        return weft_context_switch(&from->sp, to->sp, transfer);
-    }
-#endif
 #if WEFT_TSAN
     /* A thread's record stands for whichever thread resumes through it: take that thread's fiber. */
     if (from->thread_root) from->tsan_fiber = __tsan_get_current_fiber();
 #endif
     weft_before_switch(from, to, 0);
+#if WEFT_ASAN
     void *result = weft_context_switch(&from->sp, to->sp, transfer);
     weft_after_switch(from);
     return result;
+#else
+    return weft_context_switch(&from->sp, to->sp, transfer);
+#endif
 }
 
 void weft_fiber_exit(weft_fiber *from, weft_fiber *to, void *transfer) {

@@ -47,6 +47,7 @@ typedef struct weft_fiber {
     struct weft_fiber *switched_from; /* sanitizer bookkeeping: who switched to this one last */
     const void *asan_fake_stack;
     void *tsan_fiber;
+    unsigned valgrind_stack;        /* Valgrind's id for the registered stack, or 0 */
     struct weft_fiber *as_current;  /* what weft_fiber_current() reports while this one runs */
     int thread_root;                /* a resumer record: stands for whatever stack switched out */
 } weft_fiber;
