@@ -165,7 +165,7 @@ do {
     try server.arm()
     print("echo: listening on 127.0.0.1:\(port) with \(loop.backendKind)")
     // Scripts wait for this line; standard output is block-buffered when it is not a terminal.
-    fflush(stdout)
+    fflush(nil)
     try loop.run()
 } catch {
     print("echo: \(error)")
