@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "WeftContext", targets: ["WeftContext"]),
         .library(name: "WeftLoop", targets: ["WeftLoop"]),
+        .library(name: "WeftRuntime", targets: ["WeftRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0")
@@ -41,6 +42,16 @@ let package = Package(
             path: "Packages/Loop/Sources/WeftLoop"
         ),
 
+        // Layer 3: fibers on executors (one loop per executor thread).
+        .target(
+            name: "WeftRuntime",
+            dependencies: [
+                "WeftContext", "WeftLoop",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Packages/Runtime/Sources/WeftRuntime"
+        ),
+
         .testTarget(name: "WeftContextTests", dependencies: ["WeftContext"]),
         // Test-only: a fixed-signature shim over libcurl's variadic setters, for the test that drives
         // libcurl's multi interface from WeftLoop. No product depends on it.
@@ -53,6 +64,13 @@ let package = Package(
             name: "WeftLoopTests",
             dependencies: [
                 "WeftLoop", "CWeftCurl",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .testTarget(
+            name: "WeftRuntimeTests",
+            dependencies: [
+                "WeftRuntime", "WeftContext", "WeftLoop",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

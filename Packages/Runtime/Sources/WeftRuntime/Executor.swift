@@ -1,0 +1,343 @@
+internal import Glibc
+import Synchronization
+import WeftContext
+import WeftLoop
+
+/// One executor: an OS thread with its own loop and run queue.
+///
+/// The run queue is an intrusive FIFO of fibers (links live in the fibers, so queueing allocates
+/// nothing) behind a small spin lock. The owner pushes and pops there; other threads push wakes
+/// into it and idle executors steal half of it. The lock is held for a few pointer moves only.
+final class Executor: @unchecked Sendable, TaskExecutor {
+    /// What the fiber that just switched out asked for.
+    enum Action {
+        case none, yield, park, finish, hop
+    }
+
+    struct Inbox {
+        var cancels: [FiberCore] = []
+        var jobs: [UnownedJob] = []
+        var closed = false
+    }
+
+    let index: Int
+    unowned(unsafe) let runtime: Runtime
+    let loop: Loop
+    let waker: LoopWaker
+    let resumer: ExecutionContext
+
+    private let queueLock = Atomic<Bool>(false)
+    @exclusivity(unchecked) private var head: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) private var tail: UnsafeMutableRawPointer?
+    /// Fibers in the queue (written under the lock, read without it as a hint).
+    let queued = Atomic<Int>(0)
+    let sleeping = Atomic<Bool>(false)
+
+    private let inbox = Mutex(Inbox())
+    private let inboxCount = Atomic<Int>(0)
+
+    // Owner-thread state.
+    @exclusivity(unchecked) var current: FiberCore?
+    @exclusivity(unchecked) var action: Action = .none
+    @exclusivity(unchecked) var hopTarget: Executor?
+    @exclusivity(unchecked) private var dispatches = 0
+    @exclusivity(unchecked) var thread: pthread_t?
+
+    init(index: Int, runtime: Runtime, loop: Loop) {
+        self.index = index
+        self.runtime = runtime
+        self.loop = loop
+        self.waker = loop.waker
+        self.resumer = ExecutionContext.makeResumer()
+    }
+
+    deinit { resumer.destroyResumer() }
+
+    // MARK: The current executor
+
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The executor running on the calling thread, unretained. Read it afresh after every switch:
+    /// a fiber may resume on another thread.
+    @inline(__always)
+    static var currentUnmanaged: Unmanaged<Executor>? {
+        guard let raw = pthread_getspecific(key) else { return nil }
+        return Unmanaged<Executor>.fromOpaque(raw)
+    }
+
+    /// The executor running on the calling thread.
+    static var current: Executor? { currentUnmanaged?.takeUnretainedValue() }
+
+    /// The fiber running on the calling thread.
+    static var currentFiber: FiberCore? { currentUnmanaged?._withUnsafeGuaranteedRef { $0.current } }
+
+    // MARK: Run queue
+
+    @inline(__always)
+    private func lock() {
+        var spins = 0
+        while !queueLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            spins += 1
+            if spins > 64 { sched_yield() }
+        }
+    }
+
+    @inline(__always)
+    private func unlock() { queueLock.store(false, ordering: .releasing) }
+
+    /// Queues a runnable fiber here; wakes this executor if it sleeps, or an idle one to steal.
+    func push(_ fiber: FiberCore) {
+        let raw = Unmanaged.passUnretained(fiber).toOpaque()
+        fiber.queueNext = nil
+        lock()
+        if let tail { Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw } } else { head = raw }
+        tail = raw
+        let count = queued.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+        unlock()
+        if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(self).toOpaque() {
+            if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
+        } else if count > 1 && runtime.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            runtime.wakeIdle(except: self)
+        }
+    }
+
+    private func pop() -> FiberCore? {
+        if queued.load(ordering: .relaxed) == 0 { return nil }
+        lock()
+        guard let raw = head else {
+            unlock()
+            return nil
+        }
+        let fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeUnretainedValue()
+        head = fiber.queueNext
+        if head == nil { tail = nil }
+        queued.subtract(1, ordering: .relaxed)
+        unlock()
+        fiber.queueNext = nil
+        return fiber
+    }
+
+    /// Takes about half of this executor's unpinned queued fibers (for a thief).
+    func stealHalf() -> [FiberCore] {
+        if queued.load(ordering: .relaxed) < 1 { return [] }
+        var stolen: [FiberCore] = []
+        lock()
+        let want = (queued.load(ordering: .relaxed) + 1) / 2
+        var previous: UnsafeMutableRawPointer? = nil
+        var node = head
+        while let raw = node, stolen.count < want {
+            let fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeUnretainedValue()
+            let next = fiber.queueNext
+            if fiber.pinned {
+                previous = raw
+            } else {
+                if let previous {
+                    Unmanaged<FiberCore>.fromOpaque(previous).takeUnretainedValue().queueNext = next
+                } else {
+                    head = next
+                }
+                if tail == raw { tail = previous }
+                fiber.queueNext = nil
+                stolen.append(fiber)
+            }
+            node = next
+        }
+        queued.subtract(stolen.count, ordering: .relaxed)
+        unlock()
+        return stolen
+    }
+
+    // MARK: Inbox (cancel requests and Swift Concurrency jobs from other threads)
+
+    /// Cancels the fiber's pending operation on this executor's loop (now when called on this
+    /// executor's thread, else at its next iteration).
+    func requestCancel(_ fiber: FiberCore) {
+        if Executor.currentUnmanaged?.toOpaque() == Unmanaged.passUnretained(self).toOpaque() {
+            cancelPendingOperation(of: fiber)
+            return
+        }
+        inbox.withLock { $0.cancels.append(fiber) }
+        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        waker.wake()
+    }
+
+    /// On this executor's thread: the fiber's operation is pending here exactly while
+    /// `ioExecutor` names this executor (only this thread's callbacks clear it).
+    private func cancelPendingOperation(of fiber: FiberCore) {
+        guard fiber.ioExecutor.load(ordering: .acquiring) == index + 1, let op = fiber.pendingOp else { return }
+        // A shielded fiber's operation runs to its natural end; the cancellation waits for the shield.
+        if fiber.shieldDepth > 0 { return }
+        loop.cancel(op)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        let accepted = inbox.withLock { inbox -> Bool in
+            if inbox.closed { return false }
+            inbox.jobs.append(unowned)
+            return true
+        }
+        if accepted {
+            inboxCount.add(1, ordering: .sequentiallyConsistent)
+            waker.wake()
+        } else {
+            // The runtime has stopped: run the job here rather than lose it.
+            unowned.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+
+    private func drainInbox() {
+        if inboxCount.load(ordering: .acquiring) == 0 { return }
+        let (cancels, jobs) = inbox.withLock { inbox in
+            let taken = (inbox.cancels, inbox.jobs)
+            inbox.cancels = []
+            inbox.jobs = []
+            return taken
+        }
+        inboxCount.subtract(cancels.count + jobs.count, ordering: .relaxed)
+        for fiber in cancels { cancelPendingOperation(of: fiber) }
+        for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
+
+    // MARK: Scheduling
+
+    /// Runs this executor on the calling thread until the runtime stops.
+    func runScheduler() {
+        pthread_setspecific(Executor.key, Unmanaged.passUnretained(self).toOpaque())
+        defer { pthread_setspecific(Executor.key, nil) }
+        while true {
+            if let fiber = pop() {
+                run(fiber)
+                dispatches &+= 1
+                // Fibers that keep the queue busy must not starve the loop's completions.
+                if dispatches & 31 == 0 {
+                    try? loop.run(.noWait)
+                    drainInbox()
+                }
+                continue
+            }
+            drainInbox()
+            try? loop.run(.noWait)
+            if queued.load(ordering: .relaxed) > 0 { continue }
+            if let fiber = runtime.popInjected() {
+                run(fiber)
+                continue
+            }
+            if runtime.executors.count > 1 && steal() { continue }
+            if runtime.stopping.load(ordering: .acquiring) && loop.pendingCount == 0 { break }
+            sleep()
+        }
+        let jobs = inbox.withLock { inbox in
+            inbox.closed = true
+            let jobs = inbox.jobs
+            inbox.jobs = []
+            return jobs
+        }
+        for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
+
+    /// Waits in the loop until a completion or a wake. The flag is raised before the queues are
+    /// checked again, and pushers check the flag after queueing, so no wake is lost.
+    private func sleep() {
+        sleeping.store(true, ordering: .sequentiallyConsistent)
+        runtime.sleepers.add(1, ordering: .sequentiallyConsistent)
+        if queued.load(ordering: .sequentiallyConsistent) == 0 && inboxCount.load(ordering: .sequentiallyConsistent) == 0
+            && !runtime.hasInjected && !runtime.stopping.load(ordering: .sequentiallyConsistent)
+        {
+            try? loop.run(.once)
+        }
+        runtime.sleepers.subtract(1, ordering: .sequentiallyConsistent)
+        sleeping.store(false, ordering: .sequentiallyConsistent)
+    }
+
+    /// Moves half of the busiest other executor's queue here.
+    private func steal() -> Bool {
+        let executors = runtime.executors
+        var victim: Executor? = nil
+        var most = 0
+        for other in executors where other !== self {
+            let count = other.queued.load(ordering: .relaxed)
+            if count > most {
+                most = count
+                victim = other
+            }
+        }
+        guard let victim else { return false }
+        let stolen = victim.stealHalf()
+        if stolen.isEmpty { return false }
+        for fiber in stolen { push(fiber) }
+        return true
+    }
+
+    /// Switches into a runnable fiber and handles what it asked for when it switches back.
+    private func run(_ fiber: FiberCore) {
+        fiber.pinned = false
+        fiber.lastExecutor = self
+        if fiber.context == nil {
+            do {
+                let stack = try runtime.stackPool.allocate(runtime.stackKind)
+                fiber.stack = stack
+                fiber.context = ExecutionContext(
+                    stack: stack, entry: fiberEntry, argument: Unmanaged.passUnretained(fiber).toOpaque())
+            } catch {
+                fiber.failStart(error)
+                finish(fiber)
+                return
+            }
+        }
+        current = fiber
+        action = .none
+        resumer.switch(to: fiber.context!)
+        current = nil
+        switch action {
+        case .yield, .none:
+            push(fiber)
+        case .park:
+            let (parked, _) = fiber.runState.compareExchange(
+                expected: FiberCore.Run.running, desired: FiberCore.Run.parked, ordering: .acquiringAndReleasing)
+            if !parked {
+                // Woken before the switch finished: run it again.
+                fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
+                push(fiber)
+            }
+        case .hop:
+            let target = hopTarget!
+            hopTarget = nil
+            fiber.pinned = true
+            target.push(fiber)
+        case .finish:
+            fiber.context!.release()
+            fiber.context = nil
+            if let stack = fiber.stack { runtime.stackPool.release(stack) }
+            fiber.stack = nil
+            finish(fiber)
+        }
+    }
+
+    /// Completes a fiber whose body has ended: its group, its joiner, its self-reference.
+    private func finish(_ fiber: FiberCore) {
+        if let group = fiber.group {
+            fiber.group = nil
+            group.childFinished(fiber)
+        }
+        let old = fiber.completion.exchange(FiberCore.Completion.finished, ordering: .acquiringAndReleasing)
+        if old == FiberCore.Completion.waiting {
+            if let waiter = fiber.waiterFiber {
+                fiber.waiterFiber = nil
+                FiberCore.wake(waiter)
+            } else if let continuation = fiber.waiterContinuation {
+                fiber.waiterContinuation = nil
+                continuation.resume()
+            }
+        }
+        fiber.hook.withLock { $0 = nil }
+        fiber.locals = nil
+        runtime.fiberFinished()
+        // The reference the fiber held on itself since it was spawned.
+        Unmanaged.passUnretained(fiber).release()
+    }
+}

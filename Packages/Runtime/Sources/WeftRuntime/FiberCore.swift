@@ -1,0 +1,258 @@
+import Synchronization
+import WeftContext
+import WeftLoop
+
+/// What a fiber waiting for something else does when it is cancelled (besides cancelling its
+/// pending loop operation, which the executor that owns it does).
+enum CancelHook: @unchecked Sendable {
+    /// A join: cancel the fiber being joined and keep waiting for it.
+    case fiber(FiberCore)
+    /// A group wait: cancel every child and keep waiting.
+    case group(GroupCore)
+    /// A bridge to Swift Concurrency: cancel the task and keep waiting for its result.
+    case task(Task<Void, Never>)
+
+    func run() {
+        switch self {
+        case .fiber(let child): child.cancel(timeout: false)
+        case .group(let group): group.cancelAll()
+        case .task(let task): task.cancel()
+        }
+    }
+}
+
+/// Process-wide counters used by leak checks.
+enum FiberCounters {
+    static let liveObjects = Atomic<Int>(0)
+}
+
+/// The non-generic part of a fiber: scheduling links, park state, cancellation, join protocol.
+///
+/// Fields marked `@exclusivity(unchecked)` are touched by one thread at a time, handed over by the
+/// park/wake protocol (`runState`) or the run-queue lock; the dynamic checks would cost more than the
+/// switch.
+class FiberCore: @unchecked Sendable {
+    /// `runState` values: the park/wake protocol that never loses a wake.
+    enum Run {
+        /// Running, queued, or about to park.
+        static let running = 0
+        /// Switched out and waiting for a wake.
+        static let parked = 1
+        /// Woken before its park completed: the scheduler requeues it instead of parking it.
+        static let notified = 2
+    }
+
+    /// `completion` values: the join protocol.
+    enum Completion {
+        static let running = 0
+        static let waiting = 1
+        static let finished = 2
+    }
+
+    /// `cancelBits`: bit 0 cancelled from outside, bit 1 a `CancellationError` was delivered for the
+    /// current requests, bits 2… the number of timeouts that fired and were not yet claimed.
+    enum CancelBit {
+        static let external = 1
+        static let delivered = 2
+        static let timeoutUnit = 4
+    }
+
+    unowned(unsafe) let runtime: Runtime
+    @exclusivity(unchecked) var context: ExecutionContext?
+    @exclusivity(unchecked) var stack: Stack?
+    /// Link in an executor's run queue (an unretained `FiberCore`; fibers keep themselves alive
+    /// until they finish).
+    @exclusivity(unchecked) var queueNext: UnsafeMutableRawPointer?
+    /// Set while the fiber must run on the executor it is queued on (it hopped there to finish
+    /// with that executor's loop): stealers leave it.
+    @exclusivity(unchecked) var pinned = false
+    /// The executor the fiber last ran on: wakes from other threads queue it there.
+    @exclusivity(unchecked) unowned(unsafe) var lastExecutor: Executor?
+    let runState = Atomic<Int>(Run.running)
+
+    let completion = Atomic<Int>(Completion.running)
+    /// 1 once joined (or awaited), 2 once detached.
+    let joinClaim = Atomic<Int>(0)
+    @exclusivity(unchecked) var waiterFiber: FiberCore?
+    @exclusivity(unchecked) var waiterContinuation: UnsafeContinuation<Void, Never>?
+
+    let cancelBits = Atomic<Int>(0)
+    /// Index + 1 of the executor whose loop holds this fiber's pending operation, or 0.
+    let ioExecutor = Atomic<Int>(0)
+    /// The pending operation (on this fiber's stack); valid while `ioExecutor` names an executor.
+    @exclusivity(unchecked) var pendingOp: UnsafeMutablePointer<LoopOperation>?
+    @exclusivity(unchecked) var shieldDepth = 0
+    let hook = Mutex<CancelHook?>(nil)
+
+    @exclusivity(unchecked) var group: GroupCore?
+    @exclusivity(unchecked) var failure: (any Error)?
+    @exclusivity(unchecked) var locals: [ObjectIdentifier: any Sendable]?
+
+    init(runtime: Runtime) {
+        self.runtime = runtime
+        FiberCounters.liveObjects.add(1, ordering: .relaxed)
+    }
+
+    deinit { FiberCounters.liveObjects.subtract(1, ordering: .relaxed) }
+
+    /// Runs the body on the fiber's stack (the generic subclass overrides it).
+    func runBody() {}
+
+    /// Completes a fiber that could not start (no stack) with `error`.
+    func failStart(_ error: any Error) {}
+
+    // MARK: Cancellation
+
+    /// Whether a cancellation is waiting to be delivered at the next suspension point.
+    var cancelPending: Bool {
+        if shieldDepth > 0 { return false }
+        let bits = cancelBits.load(ordering: .acquiring)
+        return bits & CancelBit.delivered == 0 && (bits & CancelBit.external != 0 || bits >= CancelBit.timeoutUnit)
+    }
+
+    /// Throws the pending cancellation once (called by the fiber itself at suspension points).
+    func checkCancellation() throws(CancellationError) {
+        if cancelPending {
+            cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed)
+            throw CancellationError()
+        }
+    }
+
+    /// Marks the pending cancellation as delivered (an operation failed with it).
+    func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
+
+    /// Requests cancellation from any thread: the flag, then the pending operation, then the hook.
+    func cancel(timeout: Bool) {
+        if timeout {
+            cancelBits.add(CancelBit.timeoutUnit, ordering: .sequentiallyConsistent)
+        } else {
+            let old = cancelBits.bitwiseOr(CancelBit.external, ordering: .sequentiallyConsistent).oldValue
+            if old & CancelBit.external != 0 { return }
+        }
+        if completion.load(ordering: .acquiring) == Completion.finished { return }
+        let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
+        if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
+        if let hook = hook.withLock({ $0 }) { hook.run() }
+    }
+
+    /// Claims one fired timeout: afterwards the fiber is cancelled only if something else asked.
+    func claimTimeout() {
+        var bits = cancelBits.load(ordering: .relaxed)
+        while true {
+            var new = bits - CancelBit.timeoutUnit
+            if new & ~CancelBit.delivered == 0 { new = 0 }
+            let (done, original) = cancelBits.compareExchange(
+                expected: bits, desired: new, ordering: .acquiringAndReleasing)
+            if done { return }
+            bits = original
+        }
+    }
+
+    /// Installs what cancellation does while the fiber waits (not inside a shield), and runs it
+    /// at once if a cancellation is already pending.
+    func setHook(_ value: CancelHook) {
+        if shieldDepth > 0 { return }
+        hook.withLock { $0 = value }
+        if cancelPending { value.run() }
+    }
+
+    func clearHook() {
+        if shieldDepth > 0 { return }
+        hook.withLock { $0 = nil }
+    }
+
+    // MARK: Park and wake
+
+    /// Switches out of the running fiber until ``wake(_:)``; returns on whatever executor resumes
+    /// it. Exactly one wake is expected per park (a wake that comes first is kept).
+    func park() {
+        let executor = Executor.currentUnmanaged!
+        let target = executor._withUnsafeGuaranteedRef { e in
+            e.action = .park
+            return e.resumer
+        }
+        context!.switch(to: target)
+    }
+
+    /// Makes a parked fiber runnable, or, if it has not finished parking, makes its park return at
+    /// once. Any thread.
+    static func wake(_ fiber: FiberCore) {
+        var state = fiber.runState.load(ordering: .acquiring)
+        while true {
+            if state == Run.parked {
+                let (done, original) = fiber.runState.compareExchange(
+                    expected: Run.parked, desired: Run.running, ordering: .acquiringAndReleasing)
+                if done {
+                    fiber.lastExecutor!.push(fiber)
+                    return
+                }
+                state = original
+            } else if state == Run.running {
+                let (done, original) = fiber.runState.compareExchange(
+                    expected: Run.running, desired: Run.notified, ordering: .acquiringAndReleasing)
+                if done { return }
+                state = original
+            } else {
+                return
+            }
+        }
+    }
+}
+
+/// A fiber with its body and result.
+final class TypedFiber<T: Sendable>: FiberCore, @unchecked Sendable {
+    @exclusivity(unchecked) var body: (@Sendable () throws -> T)?
+    @exclusivity(unchecked) var result: Result<T, any Error>?
+
+    init(runtime: Runtime, body: @escaping @Sendable () throws -> T) {
+        self.body = body
+        super.init(runtime: runtime)
+    }
+
+    override func runBody() {
+        do {
+            result = .success(try body!())
+        } catch {
+            result = .failure(error)
+            failure = error
+        }
+        body = nil
+    }
+
+    override func failStart(_ error: any Error) {
+        result = .failure(error)
+        failure = error
+        body = nil
+    }
+}
+
+/// The loop callback of every fiber-blocking operation: runs on the executor whose loop had it.
+let fiberOperationCallback: LoopCallback = { _, context in
+    let fiber = Unmanaged<FiberCore>.fromOpaque(context!).takeUnretainedValue()
+    fiber.pendingOp = nil
+    fiber.ioExecutor.store(0, ordering: .releasing)
+    FiberCore.wake(fiber)
+}
+
+/// Every fiber context starts here, on its own stack.
+let fiberEntry: ExecutionContext.Entry = { _, argument in
+    let fiber = Unmanaged<FiberCore>.fromOpaque(argument!)
+    runFiberBody(fiber)
+    // Nothing on this stack may hold a reference past this point: the stack is never unwound.
+    exitFiber(fiber)
+}
+
+@inline(never)
+private func runFiberBody(_ fiber: Unmanaged<FiberCore>) {
+    fiber._withUnsafeGuaranteedRef { $0.runBody() }
+}
+
+@inline(never)
+private func exitFiber(_ fiber: Unmanaged<FiberCore>) -> Never {
+    let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
+        e.action = .finish
+        return e.resumer
+    }
+    let me = fiber._withUnsafeGuaranteedRef { $0.context! }
+    me.exit(to: target)
+}

@@ -1,0 +1,112 @@
+import Synchronization
+
+/// Structured concurrency for fibers: spawn children, wait for all of them, cancel them together.
+///
+/// With fail-fast (the default), the first child that throws an error other than
+/// `CancellationError` cancels its siblings, and ``wait()`` throws that error once every child has
+/// finished. A group is reusable: after ``wait()`` returns or throws it is empty and clean. A group
+/// released while children run leaves them running (they are not joined).
+public final class Group: Sendable {
+    let core: GroupCore
+
+    /// Creates an empty group.
+    /// - Parameter failFast: Whether a child's failure cancels its siblings.
+    public init(failFast: Bool = true) { core = GroupCore(failFast: failFast) }
+
+    /// The number of children that have not finished.
+    public var runningCount: Int { core.state.withLock { $0.running } }
+
+    /// Starts a child fiber in the group (on the calling executor, or the runtime's inject queue).
+    /// - Parameter body: The child's body.
+    /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread.
+    public func spawn(_ body: @escaping @Sendable () throws -> Void) throws(FiberError) {
+        guard let executor = Executor.current else { throw .notInFiber(operation: "Group.spawn") }
+        let fiber = TypedFiber(runtime: executor.runtime, body: body)
+        fiber.group = core
+        let cancelNow = core.state.withLock { state -> Bool in
+            state.running += 1
+            state.children[ObjectIdentifier(fiber)] = fiber
+            return state.cancelled
+        }
+        if cancelNow { fiber.cancel(timeout: false) }
+        executor.runtime.admit(fiber)
+        executor.push(fiber)
+    }
+
+    /// Cancels every running child (and children spawned later, until ``wait()`` returns).
+    public func cancelAll() { core.cancelAll() }
+
+    /// Parks the calling fiber until every child has finished. If the caller is cancelled, the
+    /// children are cancelled and the wait goes on (it never throws the caller's own cancellation).
+    /// - Throws: The first child error that is not `CancellationError`; ``FiberError`` for misuse
+    ///   (outside a fiber, two fibers waiting at once).
+    public func wait() throws {
+        guard let me = Executor.currentFiber else { throw FiberError.notInFiber(operation: "Group.wait") }
+        let mustPark = try core.state.withLock { state throws(FiberError) -> Bool in
+            if state.waiter != nil { throw .groupAlreadyWaited }
+            if state.running == 0 { return false }
+            state.waiter = me
+            return true
+        }
+        if mustPark {
+            me.setHook(.group(core))
+            me.park()
+            me.clearHook()
+        }
+        let error = core.state.withLock { state -> (any Error)? in
+            let error = state.firstError
+            state.firstError = nil
+            state.cancelled = false
+            state.waiter = nil
+            return error
+        }
+        if let error { throw error }
+    }
+}
+
+final class GroupCore: @unchecked Sendable {
+    struct State: @unchecked Sendable {
+        var running = 0
+        var children: [ObjectIdentifier: FiberCore] = [:]
+        var firstError: (any Error)?
+        var waiter: FiberCore?
+        var cancelled = false
+    }
+
+    let failFast: Bool
+    let state = Mutex(State())
+
+    init(failFast: Bool) { self.failFast = failFast }
+
+    func cancelAll() {
+        let children = state.withLock { state -> [FiberCore] in
+            state.cancelled = true
+            return Array(state.children.values)
+        }
+        for child in children { child.cancel(timeout: false) }
+    }
+
+    /// Called by the executor when a child's body has ended.
+    func childFinished(_ fiber: FiberCore) {
+        let (siblings, waiter) = state.withLock { state -> ([FiberCore], FiberCore?) in
+            state.running -= 1
+            state.children[ObjectIdentifier(fiber)] = nil
+            var siblings: [FiberCore] = []
+            if let error = fiber.failure, !(error is CancellationError) {
+                if state.firstError == nil { state.firstError = error }
+                if failFast && !state.cancelled {
+                    state.cancelled = true
+                    siblings = Array(state.children.values)
+                }
+            }
+            var waiter: FiberCore? = nil
+            if state.running == 0, let w = state.waiter {
+                waiter = w
+                // The waiter stays registered until it resumes, so a second waiter is refused.
+            }
+            return (siblings, waiter)
+        }
+        for sibling in siblings { sibling.cancel(timeout: false) }
+        if let waiter { FiberCore.wake(waiter) }
+    }
+}

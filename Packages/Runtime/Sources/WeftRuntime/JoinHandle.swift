@@ -1,0 +1,84 @@
+/// A handle to a spawned fiber: join it for its result, cancel it, or detach it.
+///
+/// Copies share the fiber; the fiber is joined at most once in all (``join()`` or ``value``).
+/// Dropping every handle without joining lets the fiber run to its end, like ``detach()``.
+public struct JoinHandle<T: Sendable>: Sendable {
+    let fiber: TypedFiber<T>
+
+    /// Whether the fiber has finished.
+    public var isFinished: Bool { fiber.completion.load(ordering: .acquiring) == FiberCore.Completion.finished }
+
+    /// Requests cancellation of the fiber: it gets one `CancellationError` at its next suspension
+    /// point, and its pending operation is cancelled. Idempotent; any thread; no effect once it has
+    /// finished.
+    public func cancel() { fiber.cancel(timeout: false) }
+
+    /// Gives up joining: the fiber runs to its end and its result is dropped. Later joins throw
+    /// ``FiberError/detached``.
+    /// - Throws: ``FiberError/alreadyJoined`` if the fiber was joined already.
+    public func detach() throws(FiberError) {
+        let (done, original) = fiber.joinClaim.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing)
+        if !done && original == 1 { throw .alreadyJoined }
+    }
+
+    private func claim() throws(FiberError) {
+        let (done, original) = fiber.joinClaim.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
+        if !done { throw original == 1 ? .alreadyJoined : .detached }
+    }
+
+    /// Parks the calling fiber until the fiber finishes and returns its result.
+    ///
+    /// If the caller is cancelled meanwhile, the cancellation is passed to the joined fiber and
+    /// `join` keeps waiting: it never throws the caller's own cancellation (the caller sees it at
+    /// its next suspension point).
+    /// - Returns: The fiber's result.
+    /// - Throws: What the fiber threw; ``FiberError`` for misuse (outside a fiber, joining twice or
+    ///   a detached fiber, joining itself).
+    public func join() throws -> T {
+        guard let me = Executor.currentFiber else { throw FiberError.notInFiber(operation: "join") }
+        if me === fiber { throw FiberError.joinedItself }
+        try claim()
+        if fiber.completion.load(ordering: .acquiring) != FiberCore.Completion.finished {
+            me.setHook(.fiber(fiber))
+            fiber.waiterFiber = me
+            let (waiting, _) = fiber.completion.compareExchange(
+                expected: FiberCore.Completion.running, desired: FiberCore.Completion.waiting,
+                ordering: .acquiringAndReleasing)
+            if waiting {
+                me.park()
+            } else {
+                fiber.waiterFiber = nil
+            }
+            me.clearHook()
+        }
+        return try fiber.result!.get()
+    }
+
+    /// Waits for the fiber from async code, without blocking a thread. Cancelling the awaiting task
+    /// cancels the fiber (the value then is whatever the fiber ends with).
+    /// - Returns: The fiber's result.
+    /// - Throws: What the fiber threw; ``FiberError/alreadyJoined`` or ``FiberError/detached``.
+    public var value: T {
+        get async throws {
+            try claim()
+            let fiber = self.fiber
+            if fiber.completion.load(ordering: .acquiring) != FiberCore.Completion.finished {
+                await withTaskCancellationHandler {
+                    await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                        fiber.waiterContinuation = continuation
+                        let (waiting, _) = fiber.completion.compareExchange(
+                            expected: FiberCore.Completion.running, desired: FiberCore.Completion.waiting,
+                            ordering: .acquiringAndReleasing)
+                        if !waiting {
+                            fiber.waiterContinuation = nil
+                            continuation.resume()
+                        }
+                    }
+                } onCancel: {
+                    fiber.cancel(timeout: false)
+                }
+            }
+            return try fiber.result!.get()
+        }
+    }
+}

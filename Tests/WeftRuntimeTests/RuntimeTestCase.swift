@@ -1,0 +1,87 @@
+import Foundation
+import Glibc
+import Synchronization
+import SystemPackage
+import WeftContext
+import WeftLoop
+import WeftRuntime
+import XCTest
+
+/// A thread-safe counter for test bodies.
+final class Counter: Sendable {
+    let atomic = Atomic<Int>(0)
+    @discardableResult func add(_ n: Int = 1) -> Int { atomic.add(n, ordering: .sequentiallyConsistent).newValue }
+    var value: Int { atomic.load(ordering: .sequentiallyConsistent) }
+}
+
+/// The base of every runtime test: ``runBoth(stackKind:_:)`` runs a body as the first fiber of a
+/// runtime with one executor and again with three (the backend comes from `WEFT_BACKEND`), and
+/// checks after each run that no descriptor, stack or fiber object leaked.
+class RuntimeTestCase: XCTestCase {
+    static let flavours = [1, 3]
+
+    /// Runs `body` under each flavour; returns the results in flavour order.
+    @discardableResult
+    func runBoth<T: Sendable>(
+        stackKind: Stack.Kind = .guarded, executors: [Int] = RuntimeTestCase.flavours,
+        file: StaticString = #filePath, line: UInt = #line,
+        _ body: @escaping @Sendable (_ executors: Int) throws -> T
+    ) throws -> [T] {
+        var results: [T] = []
+        for count in executors {
+            let descriptors = Self.openDescriptors()
+            let pool = try StackPool(configuration: .init(compactStacksPerMapping: 256))
+            let objects = Runtime.liveFiberObjects
+            let result = try Runtime.run(options: .init(executors: .exact(count), stackKind: stackKind, stackPool: pool)) {
+                try body(count)
+            }
+            results.append(result)
+            let statistics = pool.statistics
+            XCTAssertEqual(statistics.guardedInUse, 0, "guarded stacks leaked (\(count) executors)", file: file, line: line)
+            XCTAssertEqual(statistics.compactInUse, 0, "compact stacks leaked (\(count) executors)", file: file, line: line)
+            XCTAssertTrue(
+                Self.eventually { Runtime.liveFiberObjects <= objects }, "fiber objects leaked (\(count) executors)",
+                file: file, line: line)
+            let leaked = Self.openDescriptors().subtracting(descriptors)
+            XCTAssertTrue(leaked.isEmpty, "descriptors leaked: \(leaked.sorted()) (\(count) executors)", file: file, line: line)
+        }
+        return results
+    }
+
+    /// Waits (up to 5 s) for a condition that another thread makes true, such as a task releasing
+    /// its last reference after it resumed a fiber.
+    static func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<5000 {
+            if condition() { return true }
+            usleep(1000)
+        }
+        return condition()
+    }
+
+    static func openDescriptors() -> Set<Int32> {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return Set(names.compactMap { Int32($0) })
+    }
+
+    /// A connected pair of Unix stream sockets (close-on-exec, non-blocking so the epoll backend can
+    /// use them directly).
+    static func socketPair() -> (FileDescriptor, FileDescriptor) {
+        var fds: [Int32] = [-1, -1]
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        precondition(socketpair(AF_UNIX, type, 0, &fds) == 0)
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+
+    /// Sends `bytes` and receives as many back (fiber-blocking).
+    static func sendByte(_ fd: FileDescriptor, _ value: UInt8) throws {
+        var byte = value
+        let sent = try withUnsafeBytes(of: &byte) { try Fiber.send(fd, $0) }
+        precondition(sent == 1)
+    }
+
+    static func receiveByte(_ fd: FileDescriptor) throws -> UInt8? {
+        var byte: UInt8 = 0
+        let count = try withUnsafeMutableBytes(of: &byte) { try Fiber.recv(fd, into: $0) }
+        return count == 1 ? byte : nil
+    }
+}
