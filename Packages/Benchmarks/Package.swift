@@ -23,6 +23,7 @@ let package = Package(
                 "CWeftBenchSupport",
                 .product(name: "WeftContext", package: weft),
                 .product(name: "WeftLoop", package: weft),
+                .product(name: "WeftRuntime", package: weft),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/WeftBench"

@@ -28,6 +28,20 @@ let package = Package(
             ],
             path: "Sources/loop-echo-server"
         ),
+        .executableTarget(
+            name: "echo-server",
+            dependencies: [
+                .product(name: "WeftRuntime", package: weft),
+                .product(name: "WeftLoop", package: weft),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/echo-server"
+        ),
+        .executableTarget(
+            name: "multi-executor",
+            dependencies: [.product(name: "WeftRuntime", package: weft)],
+            path: "Sources/multi-executor"
+        ),
         // libcurl driven by WeftLoop alone; the shim and the driver are the WeftLoop tests' own
         // (Sources/CWeftCurl and loop-curl/CurlDriver.swift link to them).
         .target(

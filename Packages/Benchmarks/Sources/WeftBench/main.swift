@@ -9,10 +9,12 @@ import Glibc
 let suites: [(name: String, run: () throws -> Void)] = [
     ("context", runContextBenchmarks),
     ("loop", runLoopBenchmarks),
+    ("runtime", runRuntimeBenchmarks),
 ]
 
 let servers: [(name: String, run: ([String]) throws -> Void)] = [
-    ("serve-loop-echo", serveLoopEcho)
+    ("serve-loop-echo", serveLoopEcho),
+    ("serve-fiber-echo", serveFiberEcho),
 ]
 
 var requested = Array(CommandLine.arguments.dropFirst())
