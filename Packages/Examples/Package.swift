@@ -15,6 +15,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
+        // What the example servers share (a loopback listener).
+        .target(
+            name: "ExampleSupport",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/ExampleSupport"
+        ),
         .executableTarget(
             name: "generators",
             dependencies: [.product(name: "WeftContext", package: weft)],
@@ -23,6 +29,7 @@ let package = Package(
         .executableTarget(
             name: "loop-echo-server",
             dependencies: [
+                "ExampleSupport",
                 .product(name: "WeftLoop", package: weft),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -31,6 +38,7 @@ let package = Package(
         .executableTarget(
             name: "echo-server",
             dependencies: [
+                "ExampleSupport",
                 .product(name: "WeftRuntime", package: weft),
                 .product(name: "WeftLoop", package: weft),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -4,6 +4,7 @@
 //
 // Serves on 127.0.0.1 until killed. Each connection's fiber receives into a buffer on its own stack
 // and sends back what arrived; a waiting fiber parks and its executor runs the others.
+import ExampleSupport
 import Glibc
 import SystemPackage
 import WeftLoop
@@ -55,29 +56,8 @@ func serve(_ connection: FileDescriptor) {
     }
 }
 
-/// A listening TCP socket on 127.0.0.1.
-func listen(port: UInt16) throws -> FileDescriptor {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw Errno(rawValue: errno) }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = port.bigEndian
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
-        let failure = Errno(rawValue: errno)
-        Glibc.close(fd)
-        throw failure
-    }
-    return FileDescriptor(rawValue: fd)
-}
-
 do {
-    let listener = try listen(port: port)
+    let listener = try listenOnLoopback(port: port)
     let banner = "echo: listening on 127.0.0.1:\(port), \(options.executors.count) executor(s)"
     try Runtime.run(options: options) {
         print(banner)

@@ -5,6 +5,7 @@
 // Serves on 127.0.0.1 until killed. Each connection owns two operations (receive, send) and one
 // buffer, allocated once when it is accepted; every callback re-arms the next operation, so the
 // steady state allocates nothing.
+import ExampleSupport
 import Glibc
 import SystemPackage
 import WeftLoop
@@ -113,25 +114,6 @@ final class Server {
     }
 }
 
-func listen(port: UInt16) -> FileDescriptor? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = port.bigEndian
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
-        Glibc.close(fd)
-        return nil
-    }
-    return FileDescriptor(rawValue: fd)
-}
-
 var port: UInt16 = 7000
 var options = Loop.Options()
 var arguments = CommandLine.arguments.dropFirst()
@@ -157,10 +139,7 @@ while let argument = arguments.popFirst() {
 
 do {
     let loop = try Loop(options: options)
-    guard let listener = listen(port: port) else {
-        print("echo: cannot listen on 127.0.0.1:\(port): \(Errno(rawValue: errno))")
-        exit(1)
-    }
+    let listener = try listenOnLoopback(port: port)
     let server = Server(loop: loop, listener: listener)
     try server.arm()
     print("echo: listening on 127.0.0.1:\(port) with \(loop.backendKind)")
