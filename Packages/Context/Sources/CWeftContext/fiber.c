@@ -8,8 +8,11 @@
  * (a thread's own stack) skips both calls: it never changes thread, and the contexts it resumes
  * record the thread's list head as their boundary on entry and take exactly their own accesses
  * off on exit, so the resumer's accesses stay in place underneath -- the same as if the context
- * ran as a nested call. That halves the runtime calls on a resumer<->context switch. */
-#define _GNU_SOURCE 1
+ * ran as a nested call. That halves the runtime calls on a resumer<->context switch, and the
+ * remaining calls are skipped whenever they would do nothing (see "Skipping" below). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* dl_iterate_phdr */
+#endif
 #include "CWeftContext.h"
 
 #include <link.h>
