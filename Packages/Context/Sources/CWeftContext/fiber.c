@@ -15,6 +15,11 @@
 #endif
 #include "CWeftContext.h"
 
+/* Thread-locals read on every switch use the initial-exec model: one %fs-relative access instead
+ * of a __tls_get_addr call (which the compiler must assume, saving registers around it, even when
+ * the linker later relaxes it). The library is linked into the program or loaded with it. */
+#define WEFT_TLS __attribute__((tls_model("initial-exec")))
+
 #include <link.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -53,10 +58,10 @@
 #endif
 
 /* Defined in overflow.c: whether this thread has an alternate signal stack installed. */
-extern _Thread_local int weft_altstack_ready;
+extern WEFT_TLS _Thread_local int weft_altstack_ready;
 void weft_altstack_prepare(void);
 
-_Thread_local weft_fiber *weft_current_fiber = NULL;
+WEFT_TLS _Thread_local weft_fiber *weft_current_fiber = NULL;
 
 /* ---- Skipping the exclusivity calls when they would do nothing ---------------------------------
  *
@@ -79,7 +84,7 @@ _Thread_local weft_fiber *weft_current_fiber = NULL;
 static uintptr_t weft_access_never_empty = 1;
 /* This thread's access-list head, &weft_access_never_empty when it cannot be found, NULL until
  * looked for. Read before the assembly switch only, like every thread-local here. */
-static _Thread_local uintptr_t *weft_access_head = NULL;
+static WEFT_TLS _Thread_local uintptr_t *weft_access_head = NULL;
 
 struct weft_access_search {
     uintptr_t needle;
@@ -308,12 +313,13 @@ void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
 #if !WEFT_ASAN && !WEFT_TSAN
     if (__builtin_expect(weft_switch_is_plain(from, to), 1)) {
         if (from->thread_root) from->as_current = weft_current_fiber;
-        weft_fiber *running = from->as_current;
-        if (running != NULL && running->canary != NULL && __builtin_expect(*running->canary != WEFT_CANARY, 0)) {
-            weft_canary_failed(running);
+        const weft_fiber *running = from->as_current;
+        /* Only tail calls on this path (a failed canary is reported by the general path), so
+         * it saves no registers of its own. */
+        if (__builtin_expect(running == NULL || running->canary == NULL || *running->canary == WEFT_CANARY, 1)) {
+            weft_current_fiber = to->as_current;
+            return weft_context_switch(&from->sp, to->sp, transfer);
         }
-        weft_current_fiber = to->as_current;
-        return weft_context_switch(&from->sp, to->sp, transfer);
     }
     return weft_fiber_switch_general(from, to, transfer);
 #else

@@ -6,8 +6,9 @@
 
 #include <pthread.h>
 
-static _Thread_local uintptr_t weft_stack_cache[2];
-static _Thread_local int weft_stack_cache_armed;
+#define WEFT_TLS __attribute__((tls_model("initial-exec"))) /* as in fiber.c */
+static WEFT_TLS _Thread_local uintptr_t weft_stack_cache[2];
+static WEFT_TLS _Thread_local int weft_stack_cache_armed;
 static pthread_key_t weft_stack_cache_key;
 static pthread_once_t weft_stack_cache_once = PTHREAD_ONCE_INIT;
 static void (*weft_stack_cache_hook)(int kind, uintptr_t low);
