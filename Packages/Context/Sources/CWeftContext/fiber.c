@@ -158,7 +158,6 @@ int weft_sanitizers(void) {
     return bits;
 }
 
-size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_t)15; }
 
 weft_fiber *weft_fiber_current(void) { return weft_current_fiber; }
 

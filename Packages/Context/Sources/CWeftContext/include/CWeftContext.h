@@ -59,8 +59,9 @@ typedef struct weft_fiber {
 
 #define WEFT_CANARY 0x5745465443414E59ull /* "WEFTCANY" */
 
-/* Size of the record placed at the top of a stack (a multiple of 16). */
-size_t weft_fiber_record_size(void);
+/* Size of the record placed at the top of a stack (a multiple of 16). Inline so that Swift callers
+ * get a constant. */
+static inline size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_t)15; }
 
 /* Initialises a record at the top of [stack_lo, stack_lo+stack_size) (the record is carved from
  * the top; the stack proper begins below it) and builds the first frame. */
