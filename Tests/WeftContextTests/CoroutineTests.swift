@@ -150,6 +150,33 @@ final class CoroutineTests: PoolCheckedTestCase {
         XCTAssertEqual(sum, 15)
     }
 
+    func testAccessesOpenAcrossSwitchesOnAFreshThread() {
+        // The first switch on a new thread looks up the thread's access list while the resumer
+        // holds an access open; switches then run with accesses open on both sides (the calls are
+        // made) and with none (they are skipped). Ending each access finds its record in place.
+        let outer = AccessHolder()
+        let inner = AccessHolder()
+        let total = Shared(0)
+        onNewThread {
+            outer.counter.bump {
+                let coroutine = try! Coroutine<Void, Int, Int> { _, yielder in
+                    var sum = 0
+                    try inner.counter.bump { sum += try yielder.yield(1) == () ? 1 : 0 }
+                    sum += try yielder.yield(2) == () ? 1 : 0
+                    try inner.counter.bump { sum += try yielder.yield(3) == () ? 1 : 0 }
+                    return sum
+                }
+                var steps = 0
+                while case .yielded = try! coroutine.resume() { steps += 1 }
+                total.value = steps
+            }
+            outer.counter.bump {}
+        }
+        XCTAssertEqual(total.value, 3)
+        XCTAssertEqual(outer.counter.count, 2)
+        XCTAssertEqual(inner.counter.count, 2)
+    }
+
     func testThousandsInterleaved() throws {
         let count = 2000
         var coroutines: [Coroutine<Void, Int, Int>] = []
@@ -267,6 +294,19 @@ final class CoroutineTests: PoolCheckedTestCase {
 }
 
 /// A flag one thread sets and another waits for.
+/// A class property whose mutating calls are dynamic exclusive accesses.
+private final class AccessHolder: @unchecked Sendable {
+    var counter = AccessCounter()
+}
+
+private struct AccessCounter {
+    var count = 0
+    mutating func bump(_ body: () throws -> Void) rethrows {
+        count += 1
+        try body()
+    }
+}
+
 final class Gate: Sendable {
     private let state = Atomic<Int>(0)
     var value: Int { state.load(ordering: .acquiring) }

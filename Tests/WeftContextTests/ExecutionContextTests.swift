@@ -44,6 +44,15 @@ final class ExecutionContextTests: PoolCheckedTestCase {
         XCTAssertNil(ExecutionContext.current)
     }
 
+    func testIdleExclusivityCallsAreSkippedOnEveryThread() {
+        // The runtime's access-list head is found on this toolchain, on the main thread and on a
+        // new one (each thread looks for its own).
+        XCTAssertTrue(ExecutionContext.skipsIdleExclusivityCalls)
+        let onOther = Shared(false)
+        onNewThread { onOther.value = ExecutionContext.skipsIdleExclusivityCalls }
+        XCTAssertTrue(onOther.value)
+    }
+
     func testRawContextMigratesAcrossThreads() throws {
         let stack = try StackPool.shared.allocate(.compact)
         defer { StackPool.shared.release(stack) }

@@ -2,6 +2,32 @@ import WeftContext
 import XCTest
 
 final class StackPoolTests: PoolCheckedTestCase {
+    func testSharedPoolThreadCacheReusesAndGoesBackWhenTheThreadEnds() {
+        let before = StackPool.shared.statistics
+        let reused = Shared(false)
+        let inUseWhileCached = Shared(-1)
+        let inUseOnThread = Shared(-2)
+        onNewThread {
+            // Seen from this thread, stacks other threads hold in their caches count as in use.
+            inUseOnThread.value = StackPool.shared.statistics.compactInUse
+            let stack = try! StackPool.shared.allocate(.compact)
+            StackPool.shared.release(stack)
+            inUseWhileCached.value = StackPool.shared.statistics.compactInUse
+            let again = try! StackPool.shared.allocate(.compact)
+            reused.value = again == stack
+            StackPool.shared.release(again)
+        }
+        // The stack came straight back from the thread's cache, was counted as warm (not in use)
+        // on that thread, and went back to the pool when the thread ended.
+        XCTAssertTrue(reused.value)
+        XCTAssertEqual(inUseWhileCached.value, inUseOnThread.value)
+        XCTAssertEqual(StackPool.shared.statistics.compactInUse, before.compactInUse)
+        let stack = try! StackPool.shared.allocate(.compact)
+        StackPool.shared.release(stack)
+        StackPool.shared.trim()
+        XCTAssertEqual(StackPool.shared.statistics.compactInUse, before.compactInUse)
+    }
+
     func testReleasedStacksAreReusedLastInFirstOut() throws {
         let pool = try StackPool(configuration: .init())
         let a = try pool.allocate()

@@ -16,6 +16,7 @@ func runContextBenchmarks() throws {
         report("context", "switch_vs_c", full / c)
     }
     report("context", "create_destroy_ns", try measureCreateDestroy())
+    report("context", "create_destroy_allocs", try measureCreateDestroyAllocations())
     let parts = try measureCreateDestroyParts()
     report("context", "pool_cycle_ns", parts.pool)
     report("context", "create_unstarted_ns", parts.unstarted)

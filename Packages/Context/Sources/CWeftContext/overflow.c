@@ -14,8 +14,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-extern _Thread_local weft_fiber *weft_current_fiber;
-_Thread_local int weft_altstack_ready = 0;
+#define WEFT_TLS __attribute__((tls_model("initial-exec"))) /* as in fiber.c */
+extern WEFT_TLS _Thread_local weft_fiber *weft_current_fiber;
+WEFT_TLS _Thread_local int weft_altstack_ready = 0;
 
 static struct sigaction previous_segv;
 static struct sigaction previous_bus;

@@ -29,11 +29,16 @@ weft_context_switch:
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
     movq %rsp, (%rdi)
-    movq (%rsp), %rcx
+    /* Read back with the widths they were stored with: one 8-byte load over the two stores
+     * cannot be forwarded from the store buffer and stalls until both stores retire. */
+    movl (%rsp), %ecx
+    movzwl 4(%rsp), %r8d
     movq %rsi, %rsp
     /* Loading MXCSR and the x87 control word is slow (fldcw serialises): skip it when the
      * resumed context's values equal the current ones, which is almost always. */
-    cmpq (%rsp), %rcx
+    cmpl (%rsp), %ecx
+    jne 2f
+    cmpw 4(%rsp), %r8w
     jne 2f
 1:
     addq $8, %rsp

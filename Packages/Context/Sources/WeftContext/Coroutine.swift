@@ -65,18 +65,18 @@ public final class Coroutine<Input, Output, Result>: CoroutineCore, @unchecked S
     /// Creates a suspended coroutine; the body first runs at the first ``resume(_:)``.
     /// - Parameters:
     ///   - stack: the class of stack to run on.
-    ///   - pool: where the stack comes from and returns to.
+    ///   - pool: where the stack comes from and returns to; `nil` (the default) is
+    ///     ``StackPool/shared``.
     ///   - body: receives the first resume's value and a ``Yielder``; its result finishes the coroutine.
     /// - Throws: ``StackError`` when no stack can be had.
     @inlinable
     public init(
         stack: Stack.Kind = .guarded,
-        pool: StackPool = .shared,
+        pool: StackPool? = nil,
         body: @escaping @Sendable (Input, Yielder) throws -> Result
     ) throws(StackError) {
-        let memory = try pool.allocate(stack)
         function = body
-        super.init(stack: memory, pool: pool)
+        try super.init(kind: stack, pool: pool)
     }
 
     /// Runs on the coroutine's stack through the vtable, unspecialised: it touches the generic

@@ -18,7 +18,11 @@ public class CoroutineCore: @unchecked Sendable {
         case created, suspended, running, finished
     }
 
-    let pool: StackPool
+    /// Where `stack` goes back. Not retained when it is ``StackPool/shared``, which lives as long as
+    /// the process: a coroutine on the shared pool then costs no reference counting on the pool
+    /// (a retain and a release are atomic operations, a fair share of a create/destroy cycle).
+    let poolReference: Unmanaged<StackPool>
+    let poolRetained: Bool
     @exclusivity(unchecked) var stack: Stack?
     /// The context running the body, on `stack`.
     @exclusivity(unchecked) var body: ExecutionContext
@@ -38,9 +42,20 @@ public class CoroutineCore: @unchecked Sendable {
     /// Set by `deinit` before resuming a suspended body so that its `yield` throws.
     @exclusivity(unchecked) var cancelling = false
 
+    /// Takes a stack of class `kind` from `pool` (``StackPool/shared`` when nil) and makes the
+    /// body's context on it.
     @usableFromInline
-    init(stack: Stack, pool: StackPool) {
-        self.pool = pool
+    init(kind: Stack.Kind, pool: StackPool?) throws(StackError) {
+        let stack: Stack
+        if let pool {
+            stack = try pool.allocate(kind)
+            poolRetained = pool !== StackPool.shared
+            poolReference = poolRetained ? .passRetained(pool) : .passUnretained(pool)
+        } else {
+            stack = try StackPool.shared.allocate(kind)
+            poolRetained = false
+            poolReference = .passUnretained(StackPool.shared)
+        }
         self.stack = stack
         let recordSize = ExecutionContext.recordSize
         let resumerMemory = stack.top - recordSize
@@ -84,7 +99,7 @@ public class CoroutineCore: @unchecked Sendable {
         resumer.switch(to: body)
         if bodyFinished {
             body.release()
-            if let stack { pool.release(stack) }
+            if let stack { poolReference._withUnsafeGuaranteedRef { $0.release(stack) } }
             stack = nil
         }
     }
@@ -130,12 +145,13 @@ public class CoroutineCore: @unchecked Sendable {
             }
         case .created:
             body.release()
-            if let stack { pool.release(stack) }
+            if let stack { poolReference._withUnsafeGuaranteedRef { $0.release(stack) } }
         case .running:
             weft_fatal("weft: Coroutine released by its own body while running")
         case .finished:
             break
         }
+        if poolRetained { poolReference.release() }
     }
 }
 

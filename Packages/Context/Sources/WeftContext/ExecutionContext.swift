@@ -119,6 +119,12 @@ public struct ExecutionContext: @unchecked Sendable, Hashable {
     /// The id given at creation (shown in overflow reports).
     public var id: UInt64 { fiber.pointee.id }
 
+    /// Whether switches on the calling thread skip the Swift runtime's two exclusivity calls when
+    /// they would do nothing (no access open on the thread, none saved in either context). The
+    /// thread's access-list head is looked up once per thread; `false` means it could not be found
+    /// with this runtime and every switch makes both calls -- still correct, only slower.
+    public static var skipsIdleExclusivityCalls: Bool { weft_access_tracking_found() != 0 }
+
     /// Installs the stack-overflow reporter (done automatically at the first switch to a guarded
     /// stack on each thread).
     public static func installOverflowReporter() { weft_overflow_install() }

@@ -12,11 +12,24 @@ import Synchronization
 /// are unmapped.
 public final class StackPool: Sendable {
     /// The pool used when none is given, with the default ``Configuration``.
-    public static let shared = StackPool(validated: Configuration())
+    ///
+    /// On top of the pool's own lists, each thread keeps the last stack of each class it released
+    /// to this pool and gets it back at its next allocation of that class, with no atomic operation
+    /// (a thread's cached stacks go back to the pool when the thread ends). ``statistics`` counts
+    /// the calling thread's cached stacks as warm and other threads' as in use, and ``trim()``
+    /// reaches the calling thread's only.
+    public static let shared: StackPool = {
+        let pool = StackPool(validated: Configuration(), threadCache: true)
+        weft_stack_cache_install(stackCacheThreadEnded)
+        return pool
+    }()
 
     /// The sizes and limits this pool was made with (sizes rounded to whole pages).
     public let configuration: Configuration
     let pageSize: Int
+    /// Whether released stacks go to the per-thread cache first (the shared pool only: a thread
+    /// cache cannot outlive the pool it belongs to, and only the shared pool lives for the process).
+    let threadCache: Bool
     let state: Mutex<State>
     /// The most recently released stack of each class (its low address, or 0): the top of the
     /// warm LIFO, outside the lock.
@@ -47,16 +60,17 @@ public final class StackPool: Sendable {
         {
             throw .invalidConfiguration("counts must be positive and limits non-negative")
         }
-        self.init(validated: configuration)
+        self.init(validated: configuration, threadCache: false)
     }
 
-    private init(validated configuration: Configuration) {
+    private init(validated configuration: Configuration, threadCache: Bool) {
         let page = Int(weft_page_size())
         var rounded = configuration
         rounded.guardedStackSize = (configuration.guardedStackSize + page - 1) / page * page
         rounded.compactStackSize = (configuration.compactStackSize + page - 1) / page * page
         self.configuration = rounded
         self.pageSize = page
+        self.threadCache = threadCache
         self.state = Mutex(State())
     }
 
@@ -80,8 +94,12 @@ public final class StackPool: Sendable {
     /// counter: a snapshot taken while other threads allocate may be momentarily off by one.
     public var statistics: Statistics {
         let perMapping = configuration.compactStacksPerMapping
-        let guardedSlot = guardedTop.load(ordering: .acquiring) != 0 ? 1 : 0
-        let compactSlot = compactTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        var guardedSlot = guardedTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        var compactSlot = compactTop.load(ordering: .acquiring) != 0 ? 1 : 0
+        if threadCache {
+            guardedSlot += weft_stack_cache_peek(0) != 0 ? 1 : 0
+            compactSlot += weft_stack_cache_peek(1) != 0 ? 1 : 0
+        }
         return state.withLock { state in
             var statistics = state.statistics
             statistics.guardedWarm += guardedSlot
@@ -94,7 +112,7 @@ public final class StackPool: Sendable {
     }
 
     /// Rebuilds the descriptor of a stack of this pool from its low address.
-    private func stack(at address: UInt, _ kind: Stack.Kind) -> Stack {
+    func stack(at address: UInt, _ kind: Stack.Kind) -> Stack {
         switch kind {
         case .guarded:
             return Stack(lowAddress: address, size: configuration.guardedStackSize, kind: .guarded,
@@ -111,6 +129,10 @@ public final class StackPool: Sendable {
     /// - Throws: ``StackError/mappingLimitReached(limit:mappings:)`` when `vm.max_map_count` stops a new
     ///   mapping, ``StackError/mapFailed(operation:errno:)`` for other mapping failures.
     public func allocate(_ kind: Stack.Kind = .guarded) throws(StackError) -> Stack {
+        if threadCache {
+            let cached = UInt(weft_stack_cache_take(kind == .guarded ? 0 : 1))
+            if cached != 0 { return stack(at: cached, kind) }
+        }
         let top: UInt
         switch kind {
         case .guarded: top = guardedTop.exchange(0, ordering: .acquiring)
@@ -143,6 +165,17 @@ public final class StackPool: Sendable {
     /// Gives a stack back for reuse. Call it once per stack, after the context on it is gone.
     /// - Parameter stack: a stack this pool allocated.
     public func release(_ stack: Stack) {
+        var stack = stack
+        if threadCache && configuration.highWaterMark > 0 {
+            let previous = UInt(weft_stack_cache_put(stack.kind == .guarded ? 0 : 1, stack.lowAddress))
+            if previous == 0 { return }
+            stack = self.stack(at: previous, stack.kind)
+        }
+        releaseToPool(stack)
+    }
+
+    /// `release` past the thread cache: the lock-free slot, then the lists.
+    func releaseToPool(_ stack: Stack) {
         var stack = stack
         switch stack.kind {
         case .guarded:
@@ -208,6 +241,12 @@ public final class StackPool: Sendable {
     /// Gives the memory of every warm released stack back to the kernel now (they stay reusable).
     public func trim() {
         var slots: [Stack] = []
+        if threadCache {
+            let guardedCached = UInt(weft_stack_cache_take(0))
+            if guardedCached != 0 { slots.append(stack(at: guardedCached, .guarded)) }
+            let compactCached = UInt(weft_stack_cache_take(1))
+            if compactCached != 0 { slots.append(stack(at: compactCached, .compact)) }
+        }
         let guarded = guardedTop.exchange(0, ordering: .acquiring)
         if guarded != 0 { slots.append(stack(at: guarded, .guarded)) }
         let compact = compactTop.exchange(0, ordering: .acquiring)
@@ -288,4 +327,10 @@ public final class StackPool: Sendable {
         }
         return .mapFailed(operation: operation, errno: error)
     }
+}
+
+/// Takes back the stacks a thread still held in the shared pool's cache when it ends.
+private let stackCacheThreadEnded: @convention(c) (Int32, UInt) -> Void = { kind, low in
+    let pool = StackPool.shared
+    pool.releaseToPool(pool.stack(at: low, kind == 0 ? .guarded : .compact))
 }

@@ -27,6 +27,11 @@ void swift_task_exitThreadLocalContext(char *state);
 /* Restores the access set saved in state after a context resumes (and once when it first runs). */
 void swift_task_enterThreadLocalContext(char *state);
 
+/* Whether the calling thread's access-list head was found in the runtime's thread-local storage,
+ * so that switches skip the two calls above when they would do nothing (fiber.c). When it is not
+ * found every switch makes the calls, as before. */
+int weft_access_tracking_found(void);
+
 /* ---- Execution contexts (fiber.c) ---------------------------------------------------------- */
 
 /* One execution context: a stack pointer while suspended, plus everything a switch must carry.
@@ -54,8 +59,9 @@ typedef struct weft_fiber {
 
 #define WEFT_CANARY 0x5745465443414E59ull /* "WEFTCANY" */
 
-/* Size of the record placed at the top of a stack (a multiple of 16). */
-size_t weft_fiber_record_size(void);
+/* Size of the record placed at the top of a stack (a multiple of 16). Inline so that Swift callers
+ * get a constant. */
+static inline size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_t)15; }
 
 /* Initialises a record at the top of [stack_lo, stack_lo+stack_size) (the record is carved from
  * the top; the stack proper begins below it) and builds the first frame. */
@@ -97,6 +103,17 @@ size_t weft_page_size(void);
 /* vm.max_map_count and the number of mappings this process holds (-1 when unreadable). */
 long weft_max_map_count(void);
 long weft_map_count(void);
+
+/* ---- The shared pool's per-thread stack cache (stack_cache.c); kind 0 guarded, 1 compact ---- */
+
+/* Installs the hook that takes back a thread's cached stacks when it ends (once, before any put). */
+void weft_stack_cache_install(void (*hook)(int kind, uintptr_t low));
+/* Takes the calling thread's cached stack of `kind` (its low address), or 0. */
+uintptr_t weft_stack_cache_take(int kind);
+/* Caches `low` for the calling thread; returns the stack it displaced, or 0. */
+uintptr_t weft_stack_cache_put(int kind, uintptr_t low);
+/* The calling thread's cached stack of `kind`, left in place, or 0. */
+uintptr_t weft_stack_cache_peek(int kind);
 
 /* ---- Overflow reports (overflow.c) -------------------------------------------------------- */
 
