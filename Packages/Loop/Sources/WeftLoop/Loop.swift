@@ -72,9 +72,11 @@ public final class Loop {
     /// Why the loop runs on epoll although io_uring was the default choice (`nil` when it did not
     /// fall back), such as `io_uring_setup: Operation not permitted (EPERM)`.
     public let fallbackReason: String?
-    /// The number of submitted operations whose callbacks have not run yet.
-    // The loop is used from one thread and these fields are touched on every operation, so the
+
+    // The loop is used from one thread and the fields below are touched on every operation, so the
     // dynamic exclusivity checks (a runtime call each) are turned off for them.
+
+    /// The number of submitted operations whose callbacks have not run yet.
     @exclusivity(unchecked) public private(set) var pendingCount = 0
     /// Whether ``close()`` has run.
     @exclusivity(unchecked) public private(set) var isClosed = false
