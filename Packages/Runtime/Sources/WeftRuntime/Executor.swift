@@ -16,6 +16,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     struct Inbox {
         var cancels: [FiberCore] = []
+        var forgets: [ForgetRequest] = []
         var jobs: [UnownedJob] = []
         var closed = false
     }
@@ -174,6 +175,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         loop.cancel(op)
     }
 
+    /// Asks this executor's loop to forget a descriptor about to be closed (at its next iteration,
+    /// from its own thread, which is the only one that may touch the loop).
+    func requestForget(_ request: ForgetRequest) {
+        inbox.withLock { $0.forgets.append(request) }
+        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        waker.wake()
+    }
+
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         let accepted = inbox.withLock { inbox -> Bool in
@@ -192,14 +201,19 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     private func drainInbox() {
         if inboxCount.load(ordering: .acquiring) == 0 { return }
-        let (cancels, jobs) = inbox.withLock { inbox in
-            let taken = (inbox.cancels, inbox.jobs)
+        let (cancels, forgets, jobs) = inbox.withLock { inbox in
+            let taken = (inbox.cancels, inbox.forgets, inbox.jobs)
             inbox.cancels = []
+            inbox.forgets = []
             inbox.jobs = []
             return taken
         }
-        inboxCount.subtract(cancels.count + jobs.count, ordering: .relaxed)
+        inboxCount.subtract(cancels.count + forgets.count + jobs.count, ordering: .relaxed)
         for fiber in cancels { cancelPendingOperation(of: fiber) }
+        for request in forgets {
+            loop.forget(request.descriptor)
+            request.acknowledge()
+        }
         for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 
@@ -231,6 +245,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             if runtime.stopping.load(ordering: .acquiring) && loop.pendingCount == 0 { break }
             sleep()
         }
+        drainInbox()
         let jobs = inbox.withLock { inbox in
             inbox.closed = true
             let jobs = inbox.jobs

@@ -219,11 +219,27 @@ public enum Fiber {
         _ = try perform(&op)
     }
 
-    /// Closes a descriptor through the loop (so the epoll backend forgets it). Runs even in a
-    /// cancelled fiber: closing is cleanup, so it is shielded.
+    /// Closes a descriptor through the loop. Runs even in a cancelled fiber: closing is cleanup, so
+    /// it is shielded.
+    ///
+    /// Close descriptors that fibers have used with this call, not `close(2)`: the epoll backend
+    /// keeps per-descriptor state in every executor's loop that waited on it, and with several
+    /// executors this call first has each of those loops forget the descriptor (operations still
+    /// pending on it there complete with `ECANCELED`), so a reused descriptor number starts clean.
     /// - Parameter descriptor: The descriptor.
     /// - Throws: ``WeftLoop/LoopError`` (`close`), ``FiberError``.
     public static func close(_ descriptor: FileDescriptor) throws {
+        guard let executor = Executor.current, let fiber = executor.current else {
+            throw FiberError.notInFiber(operation: "close")
+        }
+        let runtime = executor.runtime
+        if runtime.executors.count > 1 && executor.loop.backendKind == .epoll {
+            // Every loop, this one included: the fiber may resume on another executor after the
+            // park, and the loop that performs the close below must not be the only one told.
+            let request = ForgetRequest(descriptor: descriptor, fiber: fiber, count: runtime.executors.count)
+            for each in runtime.executors { each.requestForget(request) }
+            fiber.park()
+        }
         try withCancellationShield {
             var op = LoopOperation.close(descriptor)
             _ = try perform(&op)

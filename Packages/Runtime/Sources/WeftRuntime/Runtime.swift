@@ -108,6 +108,15 @@ public final class Runtime: @unchecked Sendable {
         executors[min(max(0, index), executors.count - 1)]
     }
 
+    /// A one-line summary of the scheduler state, for diagnosing a hang (racy snapshot).
+    package var debugState: String {
+        let parts = executors.map { e in
+            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed))"
+        }
+        return "live=\(live.load(ordering: .relaxed)) injected=\(injectedCount.load(ordering: .relaxed)) "
+            + "stopping=\(stopping.load(ordering: .relaxed)) " + parts.joined(separator: " ")
+    }
+
     /// Fiber objects alive in the process (every runtime): a leak check for tests.
     package static var liveFiberObjects: Int { FiberCounters.liveObjects.load(ordering: .acquiring) }
 
