@@ -1,5 +1,6 @@
 internal import Glibc
 import SystemPackage
+import WeftContext
 import WeftLoop
 
 /// The fiber-blocking API: calls made from inside a fiber that park only the fiber.
@@ -38,24 +39,26 @@ public enum Fiber {
     /// - Returns: A handle to join, cancel or detach the fiber.
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread (use
     ///   ``Runtime/spawn(_:)`` there).
+    @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        guard let executor = Executor.current else { throw .notInFiber(operation: "spawn") }
-        let fiber = TypedFiber(runtime: executor.runtime, body: body)
-        executor.runtime.admit(fiber)
-        executor.push(fiber)
-        return JoinHandle(fiber: fiber)
+        let fiber = try FiberCore.spawnHere { TypedFiber(runtime: $0, body: body) }
+        return JoinHandle(fiber: unsafeDowncast(fiber, to: TypedFiber<T>.self))
     }
 
     /// Lets the other runnable fibers run, then continues (possibly on another executor).
     /// - Throws: `CancellationError` if the fiber was cancelled; ``FiberError/notInFiber(operation:)``.
     public static func yield() throws {
-        let fiber = try requireFiber("yield")
-        try fiber.checkCancellation()
-        let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
+        guard let executor = Executor.currentUnmanaged else { throw FiberError.notInFiber(operation: "yield") }
+        // No reference counting on this path: the executor and the running fiber outlive the call.
+        let (me, target, cancelled) = executor._withUnsafeGuaranteedRef { e -> (ExecutionContext?, ExecutionContext, Bool) in
+            guard let fiber = e.current else { return (nil, e.resumer, false) }
+            if fiber.cancelPending { return (nil, e.resumer, true) }
             e.action = .yield
-            return e.resumer
+            return (fiber.context!, e.resumer, false)
         }
-        fiber.context!.switch(to: target)
+        if cancelled { try Executor.currentFiber?.checkCancellation() }
+        guard let me else { throw FiberError.notInFiber(operation: "yield") }
+        me.switch(to: target)
     }
 
     /// Parks the fiber for `duration` (a loop timer).
