@@ -80,11 +80,13 @@ final class CancellationTests: RuntimeTestCase {
     func testShieldDefersCancellation() throws {
         try runBoth { _ in
             let started = Counter()
+            let cancelled = Counter()
             let handle = try Fiber.spawn { () throws -> String in
                 try Fiber.withCancellationShield {
                     started.add()
-                    // Parked in a loop operation while cancelled: it runs to its natural end.
-                    try Fiber.sleep(for: .milliseconds(20))
+                    // Parked in loop operations while cancelled: they run to their natural end.
+                    while cancelled.value == 0 { try Fiber.sleep(for: .milliseconds(1)) }
+                    try Fiber.sleep(for: .milliseconds(1))
                     XCTAssertFalse(Fiber.isCancelled)
                 }
                 do {
@@ -96,6 +98,7 @@ final class CancellationTests: RuntimeTestCase {
             }
             while started.value == 0 { try Fiber.yield() }
             handle.cancel()
+            cancelled.add()
             XCTAssertEqual(try handle.join(), "delivered after the shield")
         }
     }
