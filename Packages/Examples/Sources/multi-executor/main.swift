@@ -14,6 +14,10 @@ import WeftRuntime
 let fibers = 300
 let threadsSeen = Mutex<Set<UInt>>([])
 
+/// Records the thread running the caller. Never inlined: `Mutex` locks in the name of the current
+/// thread, and a thread-local address computed before a suspension must not be reused after it
+/// (the fiber may have moved to another thread; see Docs/Runtime.md).
+@inline(never)
 func note() {
     let me = UInt(pthread_self())
     threadsSeen.withLock { _ = $0.insert(me) }
