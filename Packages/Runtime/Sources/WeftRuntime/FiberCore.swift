@@ -104,7 +104,7 @@ class FiberCore: @unchecked Sendable {
         return executor._withUnsafeGuaranteedRef { e in
             let fiber = make(e.runtime)
             e.runtime.admit(fiber)
-            e.push(fiber)
+            e.pushLocal(fiber)
             return fiber
         }
     }

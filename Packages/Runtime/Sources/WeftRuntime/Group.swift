@@ -30,7 +30,7 @@ public final class Group: Sendable {
         }
         if cancelNow { fiber.cancel(timeout: false) }
         executor.runtime.admit(fiber)
-        executor.push(fiber)
+        executor.pushLocal(fiber)
     }
 
     /// Cancels every running child (and children spawned later, until ``wait()`` returns).

@@ -92,7 +92,7 @@ public final class Runtime: @unchecked Sendable {
         stackKind = options.stackKind
         var made: [Executor] = []
         for (index, loop) in loops.enumerated() {
-            made.append(Executor(index: index, runtime: self, loop: loop))
+            made.append(Executor(index: index, runtime: self, loop: loop, shared: loops.count > 1))
         }
         executors = made
     }
