@@ -115,20 +115,25 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             append(fiber)
             if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
         } else {
-            // The queue is this thread's alone: hand the fiber over through the inbox.
-            let raw = Unmanaged.passUnretained(fiber).toOpaque()
-            fiber.queueNext = nil
-            inbox.withLock { inbox in
-                if let tail = inbox.wokenTail {
-                    Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw }
-                } else {
-                    inbox.wokenHead = raw
-                }
-                inbox.wokenTail = raw
-            }
-            inboxCount.add(1, ordering: .sequentiallyConsistent)
-            if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
+            handOver(fiber)
         }
+    }
+
+    /// The queue is this executor's thread's alone: hand the fiber over through the inbox.
+    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
+    private func handOver(_ fiber: FiberCore) {
+        let raw = Unmanaged.passUnretained(fiber).toOpaque()
+        fiber.queueNext = nil
+        inbox.withLock { inbox in
+            if let tail = inbox.wokenTail {
+                Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw }
+            } else {
+                inbox.wokenHead = raw
+            }
+            inbox.wokenTail = raw
+        }
+        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
     }
 
     /// Queues a runnable fiber from this executor's own thread; with work to share, wakes an idle
@@ -218,6 +223,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Cancels the fiber's pending operation on this executor's loop (now when called on this
     /// executor's thread, else at its next iteration).
+    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
     func requestCancel(_ fiber: FiberCore) {
         if Executor.currentUnmanaged?.toOpaque() == Unmanaged.passUnretained(self).toOpaque() {
             cancelPendingOperation(of: fiber)
@@ -239,12 +245,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Asks this executor's loop to forget a descriptor about to be closed (at its next iteration,
     /// from its own thread, which is the only one that may touch the loop).
+    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
     func requestForget(_ request: ForgetRequest) {
         inbox.withLock { $0.forgets.append(request) }
         inboxCount.add(1, ordering: .sequentiallyConsistent)
         waker.wake()
     }
 
+    @inline(never)
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         let accepted = inbox.withLock { inbox -> Bool in

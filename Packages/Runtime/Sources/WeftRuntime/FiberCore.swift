@@ -136,6 +136,7 @@ class FiberCore: @unchecked Sendable {
     func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
 
     /// Requests cancellation from any thread: the flag, then the pending operation, then the hook.
+    @inline(never)  // Mutex: see the note on `setHook(_:)`.
     func cancel(timeout: Bool) {
         if timeout {
             cancelBits.add(CancelBit.timeoutUnit, ordering: .sequentiallyConsistent)
@@ -164,12 +165,19 @@ class FiberCore: @unchecked Sendable {
 
     /// Installs what cancellation does while the fiber waits (not inside a shield), and runs it
     /// at once if a cancellation is already pending.
+    ///
+    /// Never inlined, like every function here that takes a `Synchronization.Mutex`: the mutex
+    /// locks with the thread id read from a thread-local, and within one function LLVM may reuse
+    /// a thread-local address computed before a context switch; after the fiber migrates, the lock
+    /// would be taken in another thread's name (the kernel then reports a recursive lock, or worse).
+    @inline(never)
     func setHook(_ value: CancelHook) {
         if shieldDepth > 0 { return }
         hook.withLock { $0 = value }
         if cancelPending { value.run() }
     }
 
+    @inline(never)
     func clearHook() {
         if shieldDepth > 0 { return }
         hook.withLock { $0 = nil }

@@ -203,6 +203,7 @@ public final class Runtime: @unchecked Sendable {
         return JoinHandle(fiber: fiber)
     }
 
+    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
     private func inject(_ fiber: FiberCore) {
         fiber.queueNext = nil
         injected.withLock { queue in
@@ -220,6 +221,7 @@ public final class Runtime: @unchecked Sendable {
 
     var hasInjected: Bool { injectedCount.load(ordering: .sequentiallyConsistent) > 0 }
 
+    @inline(never)
     func popInjected() -> FiberCore? {
         if injectedCount.load(ordering: .acquiring) == 0 { return nil }
         let fiber = injected.withLock { queue -> FiberCore? in
