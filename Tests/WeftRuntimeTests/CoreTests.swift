@@ -174,6 +174,25 @@ final class CoreTests: RuntimeTestCase {
         XCTAssertEqual(local.value, -1)
     }
 
+    func testFiberLocalValuesFollowMigratingFibers() throws {
+        let local = FiberLocal<Int>(default: -1)
+        try runBoth { _ in
+            let handles = try (0..<50).map { n in
+                try Fiber.spawn { () throws -> Int in
+                    try local.withValue(n) {
+                        var wrong = 0
+                        for _ in 0..<100 {
+                            try Fiber.yield()
+                            if local.value != n { wrong += 1 }
+                        }
+                        return wrong
+                    }
+                }
+            }
+            for handle in handles { XCTAssertEqual(try handle.join(), 0) }
+        }
+    }
+
     func testSpawnBlockingRunsOffTheExecutor() throws {
         try runBoth { _ in
             let ticks = Counter()

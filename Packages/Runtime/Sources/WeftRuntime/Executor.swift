@@ -50,7 +50,6 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @exclusivity(unchecked) var action: Action = .none
     @exclusivity(unchecked) var hopTarget: Executor?
     @exclusivity(unchecked) private var dispatches = 0
-    @exclusivity(unchecked) var thread: pthread_t?
 
     init(index: Int, runtime: Runtime, loop: Loop, shared: Bool) {
         self.index = index
