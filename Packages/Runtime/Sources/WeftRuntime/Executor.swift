@@ -119,7 +119,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     }
 
     /// The queue is this executor's thread's alone: hand the fiber over through the inbox.
-    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     private func handOver(_ fiber: FiberCore) {
         let raw = Unmanaged.passUnretained(fiber).toOpaque()
         fiber.queueNext = nil
@@ -222,7 +222,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Cancels the fiber's pending operation on this executor's loop (now when called on this
     /// executor's thread, else at its next iteration).
-    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     func requestCancel(_ fiber: FiberCore) {
         if Executor.currentUnmanaged?.toOpaque() == Unmanaged.passUnretained(self).toOpaque() {
             cancelPendingOperation(of: fiber)
@@ -244,7 +244,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Asks this executor's loop to forget a descriptor about to be closed (at its next iteration,
     /// from its own thread, which is the only one that may touch the loop).
-    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     func requestForget(_ request: ForgetRequest) {
         inbox.withLock { $0.forgets.append(request) }
         inboxCount.add(1, ordering: .sequentiallyConsistent)

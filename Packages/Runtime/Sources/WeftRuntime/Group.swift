@@ -60,7 +60,7 @@ final class GroupCore: @unchecked Sendable {
 
     init(failFast: Bool) { self.failFast = failFast }
 
-    // Every function that locks is kept out of line: see the note on `FiberCore.setHook(_:)`.
+    // Every function that locks is kept out of line: see the note on `FiberCore.cancel(timeout:)`.
 
     @inline(never)
     var runningCount: Int { state.withLock { $0.running } }

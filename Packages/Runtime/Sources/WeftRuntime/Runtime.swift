@@ -203,7 +203,7 @@ public final class Runtime: @unchecked Sendable {
         return JoinHandle(fiber: fiber)
     }
 
-    @inline(never)  // Mutex: see the note on `FiberCore.setHook(_:)`.
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     private func inject(_ fiber: FiberCore) {
         fiber.queueNext = nil
         injected.withLock { queue in
