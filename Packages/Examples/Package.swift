@@ -28,6 +28,22 @@ let package = Package(
             ],
             path: "Sources/loop-echo-server"
         ),
+        // libcurl driven by WeftLoop alone; the shim and the driver are the WeftLoop tests' own
+        // (Sources/CWeftCurl and loop-curl/CurlDriver.swift link to them).
+        .target(
+            name: "CWeftCurl",
+            path: "Sources/CWeftCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+        .executableTarget(
+            name: "loop-curl",
+            dependencies: [
+                "CWeftCurl",
+                .product(name: "WeftLoop", package: weft),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/loop-curl"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -70,6 +70,44 @@ final class LoopCoreTests: LoopTestCase {
         XCTAssertTrue(recorder.results.allSatisfy { $0 == 0 })
     }
 
+    /// Timers fire in deadline order whatever the submission order, and a timer cancelled while
+    /// others are pending completes with ECANCELED without disturbing the rest.
+    func testTimersFireInDeadlineOrder() throws {
+        final class Order {
+            var fired: [UnsafeMutableRawPointer] = []
+            var results: [Int32] = []
+        }
+        let count = 40
+        let ops = UnsafeMutablePointer<LoopOperation>.allocate(capacity: count)
+        defer { ops.deallocate() }
+        let order = Order()
+        let callback: LoopCallback = { raw, context in
+            let order = Unmanaged<Order>.fromOpaque(context!).takeUnretainedValue()
+            order.fired.append(raw)
+            order.results.append(LoopOperation.pointer(raw).pointee.result)
+        }
+        // Deadlines 1..40 ms, submitted in a scrambled order.
+        for i in 0..<count {
+            let slot = (i * 17) % count
+            (ops + slot).initialize(to: .timer(after: .milliseconds(slot + 1)))
+        }
+        for i in 0..<count {
+            try loop.submit(ops + (i * 17) % count, callback: callback, context: Unmanaged.passUnretained(order).toOpaque())
+        }
+        if loop.backendKind != .scripted {
+            let wait = try XCTUnwrap(loop.embeddingTimeout, "the earliest timer bounds an embedding host's wait")
+            XCTAssertLessThanOrEqual(wait, .milliseconds(1))
+        }
+        loop.cancel(ops + 20)
+        try loop.run()
+        XCTAssertEqual(order.fired.count, count)
+        XCTAssertEqual(order.fired.first, UnsafeMutableRawPointer(ops + 20), "the cancelled timer completes first")
+        XCTAssertEqual(order.results.first, -ECANCELED)
+        let rest = order.fired.dropFirst().map { ($0 - UnsafeMutableRawPointer(ops)) / MemoryLayout<LoopOperation>.stride }
+        XCTAssertEqual(rest, (0..<count).filter { $0 != 20 }, "timers fire in deadline order")
+        XCTAssertTrue(order.results.dropFirst().allSatisfy { $0 == 0 })
+    }
+
     func testSubmissionBurstLargerThanTheRing() throws {
         try loop.close()
         loop = try Loop(options: .init(entries: 8))

@@ -15,7 +15,6 @@ final class EpollBackend: LoopBackend {
     private let epoll: Int32
     private let remote: LoopRemote
     private var entries: [Entry] = []
-    private var timers = TimerHeap()
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 256
     private static let wakeData = UInt64.max
@@ -49,26 +48,15 @@ final class EpollBackend: LoopBackend {
 
     var pollDescriptor: Int32 { epoll }
 
-    var nextTimerNanoseconds: Int64? {
-        guard let first = timers.earliest else { return nil }
-        let now = LoopSystem.now(.monotonic)
-        return first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
-    }
+    /// epoll waits on one clock, so every timer is the loop's (absolute deadlines on other clocks are
+    /// converted when submitted; a later jump of the wall clock is not followed).
+    func keepsTimerInLoop(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { true }
 
     func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         let o = op.pointee
         switch o.kind {
         case .nop:
             loop.completeLater(op, result: 0)
-        case .timer:
-            let deadline = Self.deadline(op)
-            if deadline <= LoopSystem.now(.monotonic) {
-                loop.completeLater(op, result: 0)
-            } else {
-                op.pointee.deadline = deadline
-                op.pointee.place = OperationPlace.timers
-                timers.insert(op)
-            }
         case .socket, .shutdown, .bind, .listen:
             loop.completeLater(op, result: LoopSystem.perform(op, nonblockingSockets: true))
         case .close:
@@ -93,20 +81,6 @@ final class EpollBackend: LoopBackend {
         default:
             loop.runOnPool(op)
         }
-    }
-
-    /// The deadline on the monotonic clock; absolute deadlines on other clocks are converted at
-    /// submission (epoll waits on one clock, so a later jump of the wall clock is not followed).
-    private static func deadline(_ op: UnsafeMutablePointer<LoopOperation>) -> UInt64 {
-        let flags = op.pointee.flags
-        let now = LoopSystem.now(.monotonic)
-        let value = op.pointee.time.totalNanoseconds
-        guard flags & LoopOperation.timerAbsolute != 0 else { return now &+ value }
-        let clock: LoopClock =
-            flags & LoopOperation.timerRealtime != 0
-            ? .realtime : (flags & LoopOperation.timerBoottime != 0 ? .boottime : .monotonic)
-        let clockNow = LoopSystem.now(clock)
-        return value <= clockNow ? now : now &+ (value - clockNow)
     }
 
     /// Looks a descriptor up, classifying it the first time: regular files go to the pool, anything
@@ -211,7 +185,6 @@ final class EpollBackend: LoopBackend {
         case OperationPlace.readers: entries[fd].readers.remove(op)
         case OperationPlace.writers: entries[fd].writers.remove(op)
         case OperationPlace.pollers: entries[fd].pollers.remove(op)
-        case OperationPlace.timers: timers.remove(op)
         default: return
         }
         loop.completeLater(op, result: -ECANCELED)
@@ -233,18 +206,11 @@ final class EpollBackend: LoopBackend {
         for fd in entries.indices where entries[fd].registered {
             forget(Int32(fd), loop: loop)
         }
-        while let op = timers.popFirst() { loop.completeLater(op, result: -ECANCELED) }
     }
 
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
         while true {
-            var timeout = timeoutNanoseconds ?? -1
-            if let first = timers.earliest {
-                let now = LoopSystem.now(.monotonic)
-                let untilTimer = first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
-                if timeout < 0 || untilTimer < timeout { timeout = untilTimer }
-            }
-            let n = weft_epoll_wait(epoll, events, eventCapacity, timeout)
+            let n = weft_epoll_wait(epoll, events, eventCapacity, timeoutNanoseconds ?? -1)
             if n == -EINTR { continue }
             if n < 0 { throw LoopError(.init(rawValue: -n), operation: "epoll_wait") }
             for i in 0..<Int(n) {
@@ -256,16 +222,7 @@ final class EpollBackend: LoopBackend {
                 }
                 ready(Int32(truncatingIfNeeded: event.data.u64), events: event.events, loop: loop)
             }
-            var fired = false
-            if !timers.isEmpty {
-                let now = LoopSystem.now(.monotonic)
-                while let first = timers.earliest, first.pointee.deadline <= now {
-                    _ = timers.popFirst()
-                    loop.completeLater(first, result: 0)
-                    fired = true
-                }
-            }
-            return n > 0 || fired
+            return n > 0
         }
     }
 

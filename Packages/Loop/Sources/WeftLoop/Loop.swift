@@ -73,14 +73,18 @@ public final class Loop {
     /// fall back), such as `io_uring_setup: Operation not permitted (EPERM)`.
     public let fallbackReason: String?
     /// The number of submitted operations whose callbacks have not run yet.
-    public private(set) var pendingCount = 0
+    // The loop is used from one thread and these fields are touched on every operation, so the
+    // dynamic exclusivity checks (a runtime call each) are turned off for them.
+    @exclusivity(unchecked) public private(set) var pendingCount = 0
     /// Whether ``close()`` has run.
-    public private(set) var isClosed = false
+    @exclusivity(unchecked) public private(set) var isClosed = false
 
-    private var readyHead: UnsafeMutablePointer<LoopOperation>? = nil
-    private var readyTail: UnsafeMutablePointer<LoopOperation>? = nil
-    private var running = false
-    private var closing = false
+    @exclusivity(unchecked) private var readyHead: UnsafeMutablePointer<LoopOperation>? = nil
+    @exclusivity(unchecked) private var readyTail: UnsafeMutablePointer<LoopOperation>? = nil
+    /// Timers the loop keeps itself, earliest deadline first (see ``LoopBackend/keepsTimerInLoop(_:)``).
+    @exclusivity(unchecked) private var timers = TimerHeap()
+    @exclusivity(unchecked) private var running = false
+    @exclusivity(unchecked) private var closing = false
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.
@@ -135,11 +139,11 @@ public final class Loop {
     public var pollDescriptor: FileDescriptor { FileDescriptor(rawValue: backend.pollDescriptor) }
 
     /// How long a host loop embedding this one may wait on ``pollDescriptor`` before calling
-    /// `run(.noWait)` again: the time to the earliest timer on the epoll backend (whose timers do not
-    /// make its descriptor readable), `nil` (no limit) on io_uring, zero when callbacks are ready.
+    /// `run(.noWait)` again: the time to the earliest timer the loop keeps itself (its timers do not
+    /// make the descriptor readable), zero when callbacks are ready, `nil` (no limit) otherwise.
     public var embeddingTimeout: Duration? {
         if readyHead != nil { return .zero }
-        guard let ns = backend.nextTimerNanoseconds else { return nil }
+        guard let ns = nanosecondsToEarliestTimer() else { return nil }
         return .nanoseconds(ns)
     }
 
@@ -172,7 +176,38 @@ public final class Loop {
             completeLater(operation, result: -ECANCELED)
             return
         }
+        if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
+            let deadline = Self.monotonicDeadline(operation)
+            if deadline <= LoopSystem.now(.monotonic) {
+                completeLater(operation, result: 0)
+            } else {
+                operation.pointee.deadline = deadline
+                operation.pointee.place = OperationPlace.timers
+                timers.insert(operation)
+            }
+            return
+        }
         backend.submit(operation, loop: self)
+    }
+
+    /// A timer's deadline on the monotonic clock; absolute deadlines on other clocks are converted
+    /// now (the loop waits on one clock).
+    private static func monotonicDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> UInt64 {
+        let flags = op.pointee.flags
+        let now = LoopSystem.now(.monotonic)
+        let value = op.pointee.time.totalNanoseconds
+        guard flags & LoopOperation.timerAbsolute != 0 else { return now &+ value }
+        let clock: LoopClock =
+            flags & LoopOperation.timerRealtime != 0
+            ? .realtime : (flags & LoopOperation.timerBoottime != 0 ? .boottime : .monotonic)
+        let clockNow = LoopSystem.now(clock)
+        return value <= clockNow ? now : now &+ (value - clockNow)
+    }
+
+    private func nanosecondsToEarliestTimer() -> Int64? {
+        guard let first = timers.earliest else { return nil }
+        let now = LoopSystem.now(.monotonic)
+        return first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
     }
 
     /// Cancels an operation. Idempotent, and valid in every state: before submission (the submission
@@ -192,6 +227,9 @@ public final class Loop {
             switch operation.pointee.place {
             case OperationPlace.ready, OperationPlace.poolRunning:
                 return
+            case OperationPlace.timers:
+                timers.remove(operation)
+                completeLater(operation, result: -ECANCELED)
             case OperationPlace.poolQueued:
                 if pool.cancel(operation) { completeLater(operation, result: -ECANCELED) }
             default:
@@ -248,6 +286,7 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
+        while let op = timers.popFirst() { completeLater(op, result: -ECANCELED) }
         backend.cancelAll(loop: self)
         running = true
         while pendingCount > 0 {
@@ -299,10 +338,21 @@ public final class Loop {
             || remote.stopRequested.load(ordering: .relaxed)
         {
             wait = 0
+        } else if let untilTimer = nanosecondsToEarliestTimer(), wait == nil || untilTimer < wait! {
+            wait = untilTimer
         }
         _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
         if remote.queued.load(ordering: .acquiring) > 0 { drainRemote() }
+        if !timers.isEmpty { fireExpiredTimers() }
         dispatchReady()
+    }
+
+    private func fireExpiredTimers() {
+        let now = LoopSystem.now(.monotonic)
+        while let first = timers.earliest, first.pointee.deadline <= now {
+            _ = timers.popFirst()
+            completeLater(first, result: 0)
+        }
     }
 
     private func drainRemote() {

@@ -20,9 +20,9 @@ package protocol LoopBackend: AnyObject {
     /// A descriptor that becomes readable when the loop has work, for embedding it in another loop.
     var pollDescriptor: Int32 { get }
 
-    /// Nanoseconds until the earliest timer the backend keeps itself, or `nil` if the kernel keeps
-    /// them (or there are none).
-    var nextTimerNanoseconds: Int64? { get }
+    /// Whether the loop keeps this timer in its own deadline heap (one wait for all of them) rather
+    /// than handing it to the backend: false only where the kernel must follow a clock's jumps.
+    func keepsTimerInLoop(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool
 
     /// Starts a submitted operation. Completions are reported through ``Loop/complete(_:result:)``
     /// (from ``wait(loop:timeoutNanoseconds:)``) or ``Loop/completeLater(_:result:)``, never from here
@@ -34,7 +34,7 @@ package protocol LoopBackend: AnyObject {
     func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop)
 
     /// Pushes queued submissions to the kernel, waits for events (nil: until one arrives, 0: not at
-    /// all), and reports completions. Returns whether any event (a completion or a wake) arrived.
+    /// all; the loop has already shortened it to its earliest timer), and reports completions. Returns whether any event (a completion or a wake) arrived.
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool
 
     /// Cancels everything still pending, for ``Loop/close()``.

@@ -48,7 +48,8 @@ final class ScriptedBackend: LoopBackend {
     }
 
     var pollDescriptor: Int32 { remote.eventDescriptor }
-    var nextTimerNanoseconds: Int64? { nil }
+    /// Timers are the script's to deliver, like every other completion.
+    func keepsTimerInLoop(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { false }
 
     func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         op.pointee.place = OperationPlace.kernel

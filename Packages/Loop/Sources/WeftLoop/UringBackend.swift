@@ -9,15 +9,19 @@ final class UringBackend: LoopBackend {
     private let ring: UnsafeMutablePointer<io_uring>
     /// The setup flags the kernel accepted (the first set that worked, most capable first).
     let setupFlags: UInt32
-    private var enabled: Bool
+    @exclusivity(unchecked) private var enabled: Bool
     private let remote: LoopRemote
     /// Operations that found the submission queue full even after a flush; they go in first at the
     /// next wait, in order, so a burst larger than the ring is never dropped.
-    private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
-    private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
+    @exclusivity(unchecked) private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
+    @exclusivity(unchecked) private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
     private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
-    private var wakeArmed = false
-    private var closing = false
+    /// Completion entries taken from the ring in one batch, and their copies.
+    private static let batchSize = 64
+    private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
+    private let batch: UnsafeMutablePointer<Completion>
+    @exclusivity(unchecked) private var wakeArmed = false
+    @exclusivity(unchecked) private var closing = false
 
     /// `user_data` of entries whose completions carry nothing to deliver (cancel requests).
     private static let ignoredTag: UInt64 = 0
@@ -59,16 +63,29 @@ final class UringBackend: LoopBackend {
             throw LoopError(.init(rawValue: -lastError), operation: "io_uring_setup")
         }
         setupFlags = flags
+        batchEntries = .allocate(capacity: Self.batchSize)
+        batch = .allocate(capacity: Self.batchSize)
         enabled = flags & UInt32(IORING_SETUP_R_DISABLED) == 0
         pendingCancels.reserveCapacity(16)
         if enabled { armWake() }
     }
 
-    deinit { ring.deallocate() }
+    deinit {
+        ring.deallocate()
+        batchEntries.deallocate()
+        batch.deallocate()
+    }
 
     var pollDescriptor: Int32 { ring.pointee.ring_fd }
 
-    var nextTimerNanoseconds: Int64? { nil }
+    /// Relative and monotonic timers are the loop's (a heap and one wait timeout cost far less than a
+    /// kernel timeout entry each); absolute deadlines on the realtime and boottime clocks stay kernel
+    /// timeouts, which follow changes to those clocks.
+    func keepsTimerInLoop(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        let flags = op.pointee.flags
+        return flags & LoopOperation.timerAbsolute == 0
+            || flags & (LoopOperation.timerRealtime | LoopOperation.timerBoottime) == 0
+    }
 
     /// Whether the ring runs completions only when this thread asks (DEFER_TASKRUN).
     var defersTaskRun: Bool { setupFlags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0 }
@@ -289,54 +306,73 @@ final class UringBackend: LoopBackend {
 
     private func drain(loop: Loop) -> Bool {
         var any = false
-        var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
-        while io_uring_peek_cqe(ring, &cqe) == 0, let entry = cqe {
-            let data = entry.pointee.user_data
-            var result = entry.pointee.res
-            let flags = entry.pointee.flags
-            io_uring_cqe_seen(ring, entry)
-            cqe = nil
+        // Guarding on cq_ready keeps liburing's peek from entering the kernel to run deferred task
+        // work when nothing is ready: the wait above already did, and an empty peek would be a
+        // syscall per iteration. Entries are copied out and the queue advanced once per batch, so
+        // callbacks that submit find the completion queue already free.
+        while io_uring_cq_ready(ring) > 0 {
+            let count = Int(io_uring_peek_batch_cqe(ring, batchEntries, UInt32(Self.batchSize)))
+            if count == 0 { break }
+            for i in 0..<count {
+                let entry = batchEntries[i]!
+                batch[i] = Completion(data: entry.pointee.user_data, result: entry.pointee.res, flags: entry.pointee.flags)
+            }
+            io_uring_cq_advance(ring, UInt32(count))
             any = true
-            if data == Self.ignoredTag { continue }
-            if data == Self.wakeTag {
-                _ = weft_eventfd_drain(remote.eventDescriptor)
-                remote.acknowledgeWake()
-                if flags & UInt32(IORING_CQE_F_MORE) == 0 {
-                    wakeArmed = false
-                    if !closing { armWake() }
-                }
-                continue
-            }
-            if data & 2 != 0 {
-                let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data & ~UInt64(2)))!
-                loop.complete(op, result: op.pointee.rawResult)
-                continue
-            }
-            let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
-            if op.pointee.place == Self.awaitingReadiness {
-                if result < 0 || op.pointee.cancelRequested {
-                    loop.complete(op, result: result < 0 ? result : -ECANCELED)
-                } else if let sqe = nextEntry() {
-                    prepare(sqe, op)
-                } else {
-                    appendBacklog(op)
-                }
-                continue
-            }
-            switch op.pointee.kind {
-            case .timer:
-                if result == -ETIME { result = 0 }
-            case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept:
-                if result == -EAGAIN && !op.pointee.cancelRequested {
-                    awaitReadiness(op)
-                    continue
-                }
-            default: break
-            }
-            loop.complete(op, result: result)
-            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+            for i in 0..<count { deliver(batch[i], loop: loop) }
         }
         return any
+    }
+
+    /// One completion queue entry, copied out of the ring.
+    private struct Completion {
+        var data: UInt64
+        var result: Int32
+        var flags: UInt32
+    }
+
+    private func deliver(_ completion: Completion, loop: Loop) {
+        let data = completion.data
+        var result = completion.result
+        // liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
+        if data == Self.ignoredTag || data == UInt64.max { return }
+        if data == Self.wakeTag {
+            _ = weft_eventfd_drain(remote.eventDescriptor)
+            remote.acknowledgeWake()
+            if completion.flags & UInt32(IORING_CQE_F_MORE) == 0 {
+                wakeArmed = false
+                if !closing { armWake() }
+            }
+            return
+        }
+        if data & 2 != 0 {
+            let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data & ~UInt64(2)))!
+            loop.complete(op, result: op.pointee.rawResult)
+            return
+        }
+        let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
+        if op.pointee.place == Self.awaitingReadiness {
+            if result < 0 || op.pointee.cancelRequested {
+                loop.complete(op, result: result < 0 ? result : -ECANCELED)
+            } else if let sqe = nextEntry() {
+                prepare(sqe, op)
+            } else {
+                appendBacklog(op)
+            }
+            return
+        }
+        switch op.pointee.kind {
+        case .timer:
+            if result == -ETIME { result = 0 }
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept:
+            if result == -EAGAIN && !op.pointee.cancelRequested {
+                awaitReadiness(op)
+                return
+            }
+        default: break
+        }
+        loop.complete(op, result: result)
+        if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
     }
 
     private func awaitReadiness(_ op: UnsafeMutablePointer<LoopOperation>) {

@@ -1,0 +1,1 @@
+../../../../Tests/WeftLoopTests/CurlDriver.swift
