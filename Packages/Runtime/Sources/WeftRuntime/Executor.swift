@@ -16,6 +16,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     struct Inbox {
         var cancels: [FiberCore] = []
+        var forgets: [ForgetRequest] = []
         var jobs: [UnownedJob] = []
         var closed = false
     }
@@ -37,7 +38,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     private let inboxCount = Atomic<Int>(0)
 
     // Owner-thread state.
-    @exclusivity(unchecked) var current: FiberCore?
+    /// The fiber running now (unretained: it keeps itself alive until it finishes).
+    @exclusivity(unchecked) unowned(unsafe) var current: FiberCore?
     @exclusivity(unchecked) var action: Action = .none
     @exclusivity(unchecked) var hopTarget: Executor?
     @exclusivity(unchecked) private var dispatches = 0
@@ -105,19 +107,23 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         }
     }
 
-    private func pop() -> FiberCore? {
+    /// Takes the next fiber (unretained: a queued fiber keeps itself alive until it finishes).
+    private func pop() -> Unmanaged<FiberCore>? {
         if queued.load(ordering: .relaxed) == 0 { return nil }
         lock()
         guard let raw = head else {
             unlock()
             return nil
         }
-        let fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeUnretainedValue()
-        head = fiber.queueNext
+        let fiber = Unmanaged<FiberCore>.fromOpaque(raw)
+        head = fiber._withUnsafeGuaranteedRef { f in
+            let next = f.queueNext
+            f.queueNext = nil
+            return next
+        }
         if head == nil { tail = nil }
         queued.subtract(1, ordering: .relaxed)
         unlock()
-        fiber.queueNext = nil
         return fiber
     }
 
@@ -174,6 +180,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         loop.cancel(op)
     }
 
+    /// Asks this executor's loop to forget a descriptor about to be closed (at its next iteration,
+    /// from its own thread, which is the only one that may touch the loop).
+    func requestForget(_ request: ForgetRequest) {
+        inbox.withLock { $0.forgets.append(request) }
+        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        waker.wake()
+    }
+
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         let accepted = inbox.withLock { inbox -> Bool in
@@ -192,14 +206,19 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     private func drainInbox() {
         if inboxCount.load(ordering: .acquiring) == 0 { return }
-        let (cancels, jobs) = inbox.withLock { inbox in
-            let taken = (inbox.cancels, inbox.jobs)
+        let (cancels, forgets, jobs) = inbox.withLock { inbox in
+            let taken = (inbox.cancels, inbox.forgets, inbox.jobs)
             inbox.cancels = []
+            inbox.forgets = []
             inbox.jobs = []
             return taken
         }
-        inboxCount.subtract(cancels.count + jobs.count, ordering: .relaxed)
+        inboxCount.subtract(cancels.count + forgets.count + jobs.count, ordering: .relaxed)
         for fiber in cancels { cancelPendingOperation(of: fiber) }
+        for request in forgets {
+            loop.forget(request.descriptor)
+            request.acknowledge()
+        }
         for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 
@@ -211,10 +230,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         defer { pthread_setspecific(Executor.key, nil) }
         while true {
             if let fiber = pop() {
-                run(fiber)
+                fiber._withUnsafeGuaranteedRef { run($0) }
                 dispatches &+= 1
                 // Fibers that keep the queue busy must not starve the loop's completions.
-                if dispatches & 31 == 0 {
+                if dispatches & 63 == 0 {
                     try? loop.run(.noWait)
                     drainInbox()
                 }
@@ -228,9 +247,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                 continue
             }
             if runtime.executors.count > 1 && steal() { continue }
-            if runtime.stopping.load(ordering: .acquiring) && loop.pendingCount == 0 { break }
+            if runtime.isStopping && loop.pendingCount == 0 { break }
             sleep()
         }
+        drainInbox()
         let jobs = inbox.withLock { inbox in
             inbox.closed = true
             let jobs = inbox.jobs
@@ -246,7 +266,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         sleeping.store(true, ordering: .sequentiallyConsistent)
         runtime.sleepers.add(1, ordering: .sequentiallyConsistent)
         if queued.load(ordering: .sequentiallyConsistent) == 0 && inboxCount.load(ordering: .sequentiallyConsistent) == 0
-            && !runtime.hasInjected && !runtime.stopping.load(ordering: .sequentiallyConsistent)
+            && !runtime.hasInjected && !runtime.isStopping
         {
             try? loop.run(.once)
         }
@@ -334,7 +354,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                 continuation.resume()
             }
         }
-        fiber.hook.withLock { $0 = nil }
+        // No hook is left to clear: every wait removes its own before the fiber can go on.
         fiber.locals = nil
         runtime.fiberFinished()
         // The reference the fiber held on itself since it was spawned.

@@ -1,5 +1,6 @@
 internal import Glibc
 import SystemPackage
+import WeftContext
 import WeftLoop
 
 /// The fiber-blocking API: calls made from inside a fiber that park only the fiber.
@@ -38,24 +39,26 @@ public enum Fiber {
     /// - Returns: A handle to join, cancel or detach the fiber.
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread (use
     ///   ``Runtime/spawn(_:)`` there).
+    @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        guard let executor = Executor.current else { throw .notInFiber(operation: "spawn") }
-        let fiber = TypedFiber(runtime: executor.runtime, body: body)
-        executor.runtime.admit(fiber)
-        executor.push(fiber)
-        return JoinHandle(fiber: fiber)
+        let fiber = try FiberCore.spawnHere { TypedFiber(runtime: $0, body: body) }
+        return JoinHandle(fiber: unsafeDowncast(fiber, to: TypedFiber<T>.self))
     }
 
     /// Lets the other runnable fibers run, then continues (possibly on another executor).
     /// - Throws: `CancellationError` if the fiber was cancelled; ``FiberError/notInFiber(operation:)``.
     public static func yield() throws {
-        let fiber = try requireFiber("yield")
-        try fiber.checkCancellation()
-        let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
+        guard let executor = Executor.currentUnmanaged else { throw FiberError.notInFiber(operation: "yield") }
+        // No reference counting on this path: the executor and the running fiber outlive the call.
+        let (me, target, cancelled) = executor._withUnsafeGuaranteedRef { e -> (ExecutionContext?, ExecutionContext, Bool) in
+            guard let fiber = e.current else { return (nil, e.resumer, false) }
+            if fiber.cancelPending { return (nil, e.resumer, true) }
             e.action = .yield
-            return e.resumer
+            return (fiber.context!, e.resumer, false)
         }
-        fiber.context!.switch(to: target)
+        if cancelled { try Executor.currentFiber?.checkCancellation() }
+        guard let me else { throw FiberError.notInFiber(operation: "yield") }
+        me.switch(to: target)
     }
 
     /// Parks the fiber for `duration` (a loop timer).
@@ -219,11 +222,27 @@ public enum Fiber {
         _ = try perform(&op)
     }
 
-    /// Closes a descriptor through the loop (so the epoll backend forgets it). Runs even in a
-    /// cancelled fiber: closing is cleanup, so it is shielded.
+    /// Closes a descriptor through the loop. Runs even in a cancelled fiber: closing is cleanup, so
+    /// it is shielded.
+    ///
+    /// Close descriptors that fibers have used with this call, not `close(2)`: the epoll backend
+    /// keeps per-descriptor state in every executor's loop that waited on it, and with several
+    /// executors this call first has each of those loops forget the descriptor (operations still
+    /// pending on it there complete with `ECANCELED`), so a reused descriptor number starts clean.
     /// - Parameter descriptor: The descriptor.
     /// - Throws: ``WeftLoop/LoopError`` (`close`), ``FiberError``.
     public static func close(_ descriptor: FileDescriptor) throws {
+        guard let executor = Executor.current, let fiber = executor.current else {
+            throw FiberError.notInFiber(operation: "close")
+        }
+        let runtime = executor.runtime
+        if runtime.executors.count > 1 && executor.loop.backendKind == .epoll {
+            // Every loop, this one included: the fiber may resume on another executor after the
+            // park, and the loop that performs the close below must not be the only one told.
+            let request = ForgetRequest(descriptor: descriptor, fiber: fiber, count: runtime.executors.count)
+            for each in runtime.executors { each.requestForget(request) }
+            fiber.park()
+        }
         try withCancellationShield {
             var op = LoopOperation.close(descriptor)
             _ = try perform(&op)

@@ -35,6 +35,7 @@ enum FiberCounters {
 /// Fields marked `@exclusivity(unchecked)` are touched by one thread at a time, handed over by the
 /// park/wake protocol (`runState`) or the run-queue lock; the dynamic checks would cost more than the
 /// switch.
+@usableFromInline
 class FiberCore: @unchecked Sendable {
     /// `runState` values: the park/wake protocol that never loses a wake.
     enum Run {
@@ -98,6 +99,19 @@ class FiberCore: @unchecked Sendable {
     }
 
     deinit { FiberCounters.liveObjects.subtract(1, ordering: .relaxed) }
+
+    /// Starts a freshly made fiber on the calling executor (the non-generic half of
+    /// ``Fiber/spawn(_:)``, which is inlined so the fiber's type is known at the call site).
+    @usableFromInline
+    static func spawnHere(_ make: (Runtime) -> FiberCore) throws(FiberError) -> FiberCore {
+        guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
+        return executor._withUnsafeGuaranteedRef { e in
+            let fiber = make(e.runtime)
+            e.runtime.admit(fiber)
+            e.push(fiber)
+            return fiber
+        }
+    }
 
     /// Runs the body on the fiber's stack (the generic subclass overrides it).
     func runBody() {}
@@ -211,10 +225,12 @@ class FiberCore: @unchecked Sendable {
 }
 
 /// A fiber with its body and result.
+@usableFromInline
 final class TypedFiber<T: Sendable>: FiberCore, @unchecked Sendable {
     @exclusivity(unchecked) var body: (@Sendable () throws -> T)?
-    @exclusivity(unchecked) var result: Result<T, any Error>?
+    @exclusivity(unchecked) @usableFromInline var result: Result<T, any Error>?
 
+    @usableFromInline
     init(runtime: Runtime, body: @escaping @Sendable () throws -> T) {
         self.body = body
         super.init(runtime: runtime)

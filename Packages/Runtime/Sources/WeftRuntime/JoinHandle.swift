@@ -3,7 +3,10 @@
 /// Copies share the fiber; the fiber is joined at most once in all (``join()`` or ``value``).
 /// Dropping every handle without joining lets the fiber run to its end, like ``detach()``.
 public struct JoinHandle<T: Sendable>: Sendable {
-    let fiber: TypedFiber<T>
+    @usableFromInline let fiber: TypedFiber<T>
+
+    @usableFromInline
+    init(fiber: TypedFiber<T>) { self.fiber = fiber }
 
     /// Whether the fiber has finished.
     public var isFinished: Bool { fiber.completion.load(ordering: .acquiring) == FiberCore.Completion.finished }
@@ -21,10 +24,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
         if !done && original == 1 { throw .alreadyJoined }
     }
 
-    private func claim() throws(FiberError) {
-        let (done, original) = fiber.joinClaim.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
-        if !done { throw original == 1 ? .alreadyJoined : .detached }
-    }
+    private func claim() throws(FiberError) { try fiber.claimJoin() }
 
     /// Parks the calling fiber until the fiber finishes and returns its result.
     ///
@@ -34,23 +34,9 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// - Returns: The fiber's result.
     /// - Throws: What the fiber threw; ``FiberError`` for misuse (outside a fiber, joining twice or
     ///   a detached fiber, joining itself).
+    @inlinable
     public func join() throws -> T {
-        guard let me = Executor.currentFiber else { throw FiberError.notInFiber(operation: "join") }
-        if me === fiber { throw FiberError.joinedItself }
-        try claim()
-        if fiber.completion.load(ordering: .acquiring) != FiberCore.Completion.finished {
-            me.setHook(.fiber(fiber))
-            fiber.waiterFiber = me
-            let (waiting, _) = fiber.completion.compareExchange(
-                expected: FiberCore.Completion.running, desired: FiberCore.Completion.waiting,
-                ordering: .acquiringAndReleasing)
-            if waiting {
-                me.park()
-            } else {
-                fiber.waiterFiber = nil
-            }
-            me.clearHook()
-        }
+        try fiber.waitForJoin()
         return try fiber.result!.get()
     }
 
@@ -80,5 +66,32 @@ public struct JoinHandle<T: Sendable>: Sendable {
             }
             return try fiber.result!.get()
         }
+    }
+}
+
+extension FiberCore {
+    func claimJoin() throws(FiberError) {
+        let (done, original) = joinClaim.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
+        if !done { throw original == 1 ? .alreadyJoined : .detached }
+    }
+
+    /// The non-generic half of ``JoinHandle/join()``: claims the join and parks the calling fiber
+    /// until this one has finished.
+    @usableFromInline
+    func waitForJoin() throws(FiberError) {
+        guard let me = Executor.currentFiber else { throw .notInFiber(operation: "join") }
+        if me === self { throw .joinedItself }
+        try claimJoin()
+        if completion.load(ordering: .acquiring) == Completion.finished { return }
+        me.setHook(.fiber(self))
+        waiterFiber = me
+        let (waiting, _) = completion.compareExchange(
+            expected: Completion.running, desired: Completion.waiting, ordering: .acquiringAndReleasing)
+        if waiting {
+            me.park()
+        } else {
+            waiterFiber = nil
+        }
+        me.clearHook()
     }
 }

@@ -70,9 +70,14 @@ public final class Runtime: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var executors: [Executor] = []
     let stackPool: StackPool
     let stackKind: Stack.Kind
-    let stopping = Atomic<Bool>(false)
     let sleepers = Atomic<Int>(0)
+    /// Fibers not yet finished, plus ``stopBit`` once the count has reached zero: from then on the
+    /// runtime is stopping and no fiber may be added (one atomic, so a late spawn cannot slip in
+    /// between the last finish and the stop).
     let live = Atomic<Int>(0)
+    static let stopBit = 1 << 62
+
+    var isStopping: Bool { live.load(ordering: .acquiring) & Runtime.stopBit != 0 }
 
     private struct Injected: @unchecked Sendable {
         var head: FiberCore?
@@ -106,6 +111,15 @@ public final class Runtime: @unchecked Sendable {
     /// - Returns: The executor.
     public func taskExecutor(_ index: Int = 0) -> any TaskExecutor {
         executors[min(max(0, index), executors.count - 1)]
+    }
+
+    /// A one-line summary of the scheduler state, for diagnosing a hang (racy snapshot).
+    package var debugState: String {
+        let parts = executors.map { e in
+            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed))"
+        }
+        return "live=\(live.load(ordering: .relaxed)) injected=\(injectedCount.load(ordering: .relaxed)) "
+            + "stopping=\(isStopping) " + parts.joined(separator: " ")
     }
 
     /// Fiber objects alive in the process (every runtime): a leak check for tests.
@@ -177,12 +191,13 @@ public final class Runtime: @unchecked Sendable {
     ///   stopping.
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
         let fiber = TypedFiber(runtime: self, body: body)
-        let accepted = injected.withLock { _ -> Bool in
-            if stopping.load(ordering: .acquiring) { return false }
-            live.add(1, ordering: .relaxed)
-            return true
+        var count = live.load(ordering: .acquiring)
+        while true {
+            if count & Runtime.stopBit != 0 { throw .runtimeStopped }
+            let (done, original) = live.compareExchange(expected: count, desired: count + 1, ordering: .acquiringAndReleasing)
+            if done { break }
+            count = original
         }
-        if !accepted { throw .runtimeStopped }
         _ = Unmanaged.passRetained(fiber)
         schedule(fiber)
         return JoinHandle(fiber: fiber)
@@ -232,12 +247,10 @@ public final class Runtime: @unchecked Sendable {
 
     /// Called by an executor when a fiber has finished; the last one stops the runtime.
     func fiberFinished() {
-        let remaining = injected.withLock { _ -> Int in
-            let remaining = live.subtract(1, ordering: .acquiringAndReleasing).newValue
-            if remaining == 0 { stopping.store(true, ordering: .sequentiallyConsistent) }
-            return remaining
-        }
-        if remaining == 0 {
+        if live.subtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
+        // A spawn from outside may have raised the count again meanwhile: then this is no stop.
+        let (stopped, _) = live.compareExchange(expected: 0, desired: Runtime.stopBit, ordering: .sequentiallyConsistent)
+        if stopped {
             for executor in executors { executor.waker.wake() }
         }
     }

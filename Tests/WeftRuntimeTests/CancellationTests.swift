@@ -1,0 +1,194 @@
+import Glibc
+import Synchronization
+import SystemPackage
+import WeftLoop
+import WeftRuntime
+import XCTest
+
+final class CancellationTests: RuntimeTestCase {
+    func testCancelBeforeStartThrowsAtTheFirstSuspensionPoint() throws {
+        try runBoth { _ in
+            let reached = Counter()
+            let handle = try Fiber.spawn {
+                reached.add()
+                try Fiber.yield()
+                reached.add()
+            }
+            handle.cancel()
+            XCTAssertThrowsError(try handle.join()) { XCTAssertTrue($0 is CancellationError) }
+            XCTAssertEqual(reached.value, 1)
+        }
+    }
+
+    func testCancelWhileParkedInReceiveCancelsTheOperation() throws {
+        try runBoth { _ in
+            let (a, b) = Self.socketPair()
+            defer {
+                try? Fiber.close(a)
+                try? Fiber.close(b)
+            }
+            let parked = Counter()
+            let reader = try Fiber.spawn { () throws -> UInt8? in
+                parked.add()
+                return try Self.receiveByte(b)
+            }
+            // The reader has started (and so is parked or about to park in recv).
+            while parked.value == 0 { try Fiber.yield() }
+            reader.cancel()
+            XCTAssertThrowsError(try reader.join()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        }
+    }
+
+    func testCancelWhileSleepingWakesTheFiber() throws {
+        try runBoth { _ in
+            let started = Counter()
+            let sleeper = try Fiber.spawn {
+                started.add()
+                try Fiber.sleep(for: .seconds(3600))
+            }
+            while started.value == 0 { try Fiber.yield() }
+            sleeper.cancel()
+            XCTAssertThrowsError(try sleeper.join()) { XCTAssertTrue($0 is CancellationError) }
+        }
+    }
+
+    func testCancellationIsDeliveredOnce() throws {
+        try runBoth { _ in
+            let handle = try Fiber.spawn { () throws -> Int in
+                var thrown = 0
+                while true {
+                    do {
+                        try Fiber.sleep(for: .seconds(3600))
+                    } catch is CancellationError {
+                        thrown += 1
+                        break
+                    }
+                }
+                // Cleanup after the one delivery can still use suspension points.
+                try Fiber.sleep(for: .milliseconds(1))
+                try Fiber.yield()
+                return thrown
+            }
+            try Fiber.sleep(for: .milliseconds(1))
+            handle.cancel()
+            handle.cancel()
+            XCTAssertEqual(try handle.join(), 1)
+        }
+    }
+
+    func testShieldDefersCancellation() throws {
+        try runBoth { _ in
+            let started = Counter()
+            let handle = try Fiber.spawn { () throws -> String in
+                try Fiber.withCancellationShield {
+                    started.add()
+                    // Parked in a loop operation while cancelled: it runs to its natural end.
+                    try Fiber.sleep(for: .milliseconds(20))
+                    XCTAssertFalse(Fiber.isCancelled)
+                }
+                do {
+                    try Fiber.yield()
+                    return "not delivered"
+                } catch is CancellationError {
+                    return "delivered after the shield"
+                }
+            }
+            while started.value == 0 { try Fiber.yield() }
+            handle.cancel()
+            XCTAssertEqual(try handle.join(), "delivered after the shield")
+        }
+    }
+
+    func testCancelAfterFinishHasNoEffect() throws {
+        try runBoth { _ in
+            let handle = try Fiber.spawn { 5 }
+            while !handle.isFinished { try Fiber.yield() }
+            handle.cancel()
+            XCTAssertEqual(try handle.join(), 5)
+        }
+    }
+
+    func testJoinPassesTheJoinersCancellationToTheChild() throws {
+        try runBoth { _ in
+            let childStarted = Counter()
+            let parentJoining = Counter()
+            let parent = try Fiber.spawn { () throws -> String in
+                let child = try Fiber.spawn { () throws -> String in
+                    childStarted.add()
+                    try Fiber.sleep(for: .seconds(3600))
+                    return "slept"
+                }
+                parentJoining.add()
+                // join does not throw the parent's own cancellation: it cancels the child.
+                do {
+                    _ = try child.join()
+                    return "child finished"
+                } catch is CancellationError {
+                    // The child's error, not the parent's: the parent's is still pending.
+                    return Fiber.isCancelled ? "child cancelled, parent pending" : "parent cancellation lost"
+                }
+            }
+            while childStarted.value == 0 || parentJoining.value == 0 { try Fiber.yield() }
+            parent.cancel()
+            XCTAssertEqual(try parent.join(), "child cancelled, parent pending")
+        }
+    }
+
+    func testCancelFromAnotherThreadWhileParked() throws {
+        try runBoth { _ in
+            let started = Counter()
+            let sleeper = try Fiber.spawn {
+                started.add()
+                try Fiber.sleep(for: .seconds(3600))
+            }
+            while started.value == 0 { try Fiber.yield() }
+            // A plain OS thread (a pool thread) cancels.
+            try Fiber.spawnBlocking { sleeper.cancel() }
+            XCTAssertThrowsError(try sleeper.join()) { XCTAssertTrue($0 is CancellationError) }
+        }
+    }
+
+    func testRandomCancellationStress() throws {
+        // Bounded: a fixed number of rounds. Invariants: every fiber ends, with its value or a
+        // CancellationError, and nothing leaks (checked by runBoth).
+        try runBoth { _ in
+            var generator = SystemRandomNumberGenerator()
+            let finished = Counter()
+            let cancelled = Counter()
+            for _ in 0..<20 {
+                let (a, b) = Self.socketPair()
+                let handles = try (0..<50).map { n in
+                    try Fiber.spawn { () throws -> Int in
+                        switch n % 4 {
+                        case 0: try Fiber.sleep(for: .microseconds(n * 10))
+                        case 1: try Fiber.yield()
+                        case 2: _ = try Fiber.withTimeout(.microseconds(50)) { try Fiber.sleep(for: .microseconds(n * 3)) }
+                        default:
+                            if n % 8 == 3 { try Self.sendByte(a, UInt8(n)) } else { _ = try Self.receiveByte(b) }
+                        }
+                        return n
+                    }
+                }
+                for handle in handles where Bool.random(using: &generator) { handle.cancel() }
+                for (n, handle) in handles.enumerated() {
+                    do {
+                        let value = try handle.join()
+                        XCTAssertEqual(value, n)
+                        finished.add()
+                    } catch is CancellationError {
+                        cancelled.add()
+                    } catch is TimeoutError {
+                        finished.add()
+                    } catch {
+                        XCTFail("unexpected \(error)")
+                    }
+                    // Readers whose writer was cancelled would wait forever: release them.
+                    if n % 8 == 3 { handles[n + 4 < handles.count ? n + 4 : n].cancel() }
+                }
+                try Fiber.close(a)
+                try Fiber.close(b)
+            }
+            XCTAssertEqual(finished.value + cancelled.value, 1000)
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import SystemPackage
+import WeftLoop
+import WeftRuntime
+import XCTest
+
+final class MisuseTests: RuntimeTestCase {
+    func testBlockingCallsOutsideAFiberThrow() {
+        XCTAssertThrowsError(try Fiber.sleep(for: .milliseconds(1))) {
+            XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "timer"))
+        }
+        XCTAssertThrowsError(try Fiber.yield()) { XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "yield")) }
+        XCTAssertThrowsError(try Fiber.spawn { 1 }) { XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "spawn")) }
+        XCTAssertThrowsError(try Fiber.withTimeout(.seconds(1)) { 1 }) {
+            XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "withTimeout"))
+        }
+        XCTAssertThrowsError(try Fiber.spawnBlocking { 1 }) {
+            XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "spawnBlocking"))
+        }
+        XCTAssertThrowsError(try Fiber.await { 1 }) { XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "await")) }
+        XCTAssertThrowsError(try Group().wait()) { XCTAssertEqual($0 as? FiberError, .notInFiber(operation: "Group.wait")) }
+        XCTAssertFalse(Fiber.isInFiber)
+    }
+
+    func testJoinMisuse() throws {
+        try runBoth { _ in
+            let handle = try Fiber.spawn { 1 }
+            XCTAssertEqual(try handle.join(), 1)
+            XCTAssertThrowsError(try handle.join()) { XCTAssertEqual($0 as? FiberError, .alreadyJoined) }
+            XCTAssertThrowsError(try handle.detach()) { XCTAssertEqual($0 as? FiberError, .alreadyJoined) }
+
+            let detached = try Fiber.spawn { 2 }
+            try detached.detach()
+            XCTAssertThrowsError(try detached.join()) { XCTAssertEqual($0 as? FiberError, .detached) }
+
+            let selfJoin = Counter()
+            let box = HandleBox()
+            let me = try Fiber.spawn { () throws -> Void in
+                while box.handle == nil { try Fiber.yield() }
+                XCTAssertThrowsError(try box.handle!.join()) { XCTAssertEqual($0 as? FiberError, .joinedItself) }
+                selfJoin.add()
+            }
+            box.handle = me
+            try me.join()
+            XCTAssertEqual(selfJoin.value, 1)
+        }
+    }
+
+    func testNestedRunIsRefused() throws {
+        try runBoth { _ in
+            XCTAssertThrowsError(try Runtime.run { 1 }) { XCTAssertEqual($0 as? FiberError, .nestedRuntime) }
+        }
+    }
+
+    func testLoopErrorsAreTyped() throws {
+        try runBoth { _ in
+            var byte: UInt8 = 0
+            XCTAssertThrowsError(try withUnsafeMutableBytes(of: &byte) { try Fiber.recv(FileDescriptor(rawValue: 9999), into: $0) }) {
+                XCTAssertEqual(($0 as? LoopError)?.operation.description, "recv")
+            }
+        }
+    }
+}
+
+/// A handle handed to the fiber it names (set once before the fiber reads it).
+final class HandleBox: @unchecked Sendable {
+    var handle: JoinHandle<Void>? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+    private var stored: JoinHandle<Void>?
+    private let lock = NSLock()
+}
