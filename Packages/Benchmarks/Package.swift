@@ -23,6 +23,8 @@ let package = Package(
                 "CWeftBenchSupport",
                 .product(name: "WeftContext", package: weft),
                 .product(name: "WeftLoop", package: weft),
+                .product(name: "WeftRuntime", package: weft),
+                .product(name: "WeftSync", package: weft),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/WeftBench"

@@ -9,6 +9,7 @@ import Glibc
 let suites: [(name: String, run: () throws -> Void)] = [
     ("context", runContextBenchmarks),
     ("loop", runLoopBenchmarks),
+    ("sync", runSyncBenchmarks),
 ]
 
 let servers: [(name: String, run: ([String]) throws -> Void)] = [
