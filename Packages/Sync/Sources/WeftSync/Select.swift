@@ -117,16 +117,23 @@ public func select<R>(_ cases: [SelectCase<R>], timeout: Duration? = nil) throws
                 if case .retry = outcome { retry = true }
                 break
             }
-            if !retry && !completedHere {
-                if parking.pointee.outcome == Parking.Claim.waiting {
-                    _ = Parking.park(parking, timeout: timeout, cancellable: true)
-                } else {
-                    // A peer claimed an arm during registration: its wake is on its way.
-                    _ = Parking.park(parking, timeout: nil, cancellable: false)
+            if retry {
+                for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
+                // With every node withdrawn nobody can claim any more; if a peer claimed an arm
+                // before that, its value is committed to that arm and its wake is on its way.
+                if parking.pointee.outcome == Parking.Claim.waiting { continue }
+                _ = Parking.park(parking, timeout: nil, cancellable: false)
+            } else {
+                if !completedHere {
+                    if parking.pointee.outcome == Parking.Claim.waiting {
+                        _ = Parking.park(parking, timeout: timeout, cancellable: true)
+                    } else {
+                        // A peer claimed an arm during registration: its wake is on its way.
+                        _ = Parking.park(parking, timeout: nil, cancellable: false)
+                    }
                 }
+                for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
             }
-            for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
-            if retry { continue }
             let outcome = parking.pointee.outcome
             if outcome >= Parking.Claim.firstSignal {
                 let index = outcome - Parking.Claim.firstSignal
