@@ -21,8 +21,21 @@ final class StressTests: SyncTestCase {
                         }
                     }
                 }
+                // Two OS threads produce too, with timed sends (threads cannot be cancelled).
+                let threads = (60..<62).map { producer in
+                    Self.thread {
+                        for index in 0..<10 {
+                            let value = producer * 100 + index
+                            do {
+                                try channel.send(value, timeout: .microseconds(Int.random(in: 0..<2000)))
+                            } catch {
+                                undelivered.add(value)
+                            }
+                        }
+                    }
+                }
                 var rounds = 0
-                while received.all.count + undelivered.all.count < 600 {
+                while received.all.count + undelivered.all.count < 620 {
                     rounds += 1
                     let consumer = try Fiber.spawn {
                         do {
@@ -43,9 +56,10 @@ final class StressTests: SyncTestCase {
                     XCTAssertLessThan(rounds, 1_000_000)
                 }
                 for producer in producers { try producer.join() }
+                for thread in threads { try thread.wait() }
                 XCTAssertNil(try channel.tryReceive())
                 let all = (received.all + undelivered.all).sorted()
-                XCTAssertEqual(all, (0..<60).flatMap { producer in (0..<10).map { producer * 100 + $0 } }.sorted())
+                XCTAssertEqual(all, (0..<62).flatMap { producer in (0..<10).map { producer * 100 + $0 } }.sorted())
             }
         }
     }
