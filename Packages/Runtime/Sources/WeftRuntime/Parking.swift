@@ -10,25 +10,28 @@ import WeftLoop
 /// exactly once afterwards; everyone else leaves the waiter alone. The candidates are the primitive
 /// handing off (a claim code ≥ ``Claim/firstSignal``), a cancellation (``Claim/cancelled``, from
 /// the fiber's cancel hook or a task's cancellation handler) and a timer (``Claim/timedOut``).
+@usableFromInline
 package struct Parking: ~Copyable {
     /// Claim codes.
+    @usableFromInline
     package enum Claim {
-        package static let waiting = 0
-        package static let cancelled = 1
-        package static let timedOut = 2
+        @usableFromInline package static let waiting = 0
+        @usableFromInline package static let cancelled = 1
+        @usableFromInline package static let timedOut = 2
         /// Signal codes start here; a select adds the index of the arm that won.
-        package static let firstSignal = 3
+        @usableFromInline package static let firstSignal = 3
     }
 
-    package let state = Atomic<Int>(Claim.waiting)
+    @usableFromInline package let state = Atomic<Int>(Claim.waiting)
     unowned(unsafe) let fiber: FiberCore?
     let thread: ThreadParker?
     unowned(unsafe) let task: AsyncParking?
 
     /// A parking for the calling fiber, or for the calling thread when it runs no fiber.
+    @usableFromInline
     package init() {
-        if let fiber = Executor.currentFiber {
-            self.fiber = fiber
+        if let fiber = Parking.runningFiber {
+            self.fiber = fiber._withUnsafeGuaranteedRef { $0 }
             thread = nil
         } else {
             fiber = nil
@@ -43,14 +46,38 @@ package struct Parking: ~Copyable {
         self.task = task
     }
 
-    /// Tries to end the wait with `code`; true if this call won.
+    /// The fiber running on the calling thread, without reference counting (it outlives the call).
     @inline(__always)
+    static var runningFiber: Unmanaged<FiberCore>? {
+        guard let executor = Executor.currentUnmanaged else { return nil }
+        return executor._withUnsafeGuaranteedRef { executor in
+            guard let fiber = executor.current else { return nil }
+            return Unmanaged.passUnretained(fiber)
+        }
+    }
+
+    /// `Fiber.checkCancellation()` without reference counting, for the fast paths of WeftSync.
+    @usableFromInline
+    package static func checkCancellation() throws(CancellationError) {
+        guard let fiber = runningFiber else { return }
+        let cancelled = fiber._withUnsafeGuaranteedRef { fiber -> Bool in
+            if fiber.cancelPending {
+                fiber.markDelivered()
+                return true
+            }
+            return false
+        }
+        if cancelled { throw CancellationError() }
+    }
+
+    /// Tries to end the wait with `code`; true if this call won.
+    @inlinable
     package func claim(_ code: Int) -> Bool {
         state.compareExchange(expected: Claim.waiting, desired: code, ordering: .acquiringAndReleasing).exchanged
     }
 
     /// The claim code (``Claim/waiting`` while nobody has claimed).
-    @inline(__always)
+    @inlinable
     package var outcome: Int { state.load(ordering: .acquiring) }
 
     /// Whether the waiter is a fiber (it can be cancelled and timed out on its loop).
@@ -58,6 +85,7 @@ package struct Parking: ~Copyable {
 
     /// Resumes the waiter after a successful claim. Reads everything it needs before the wake:
     /// the waiter's frame may be gone right after.
+    @usableFromInline
     package static func wake(_ parking: UnsafeMutablePointer<Parking>) {
         if let fiber = parking.pointee.fiber {
             FiberCore.wake(fiber)
@@ -83,6 +111,7 @@ package struct Parking: ~Copyable {
     ///     executor's loop; for threads a timed condition wait). `nil` waits without limit.
     ///   - cancellable: Whether cancelling the fiber claims ``Claim/cancelled`` (outside a shield).
     ///     A cancelled outcome counts as the delivered cancellation.
+    @usableFromInline
     package static func park(_ parking: UnsafeMutablePointer<Parking>, timeout: Duration?, cancellable: Bool) -> Int {
         if let fiber = parking.pointee.fiber {
             parkFiber(fiber, parking, timeout: timeout, cancellable: cancellable)
@@ -130,6 +159,7 @@ package struct Parking: ~Copyable {
     }
 
     /// An identity for the calling fiber or thread (owner checks of locks).
+    @usableFromInline
     package static var currentIdentity: UInt {
         if let fiber = Executor.currentFiber { return UInt(bitPattern: ObjectIdentifier(fiber).hashValue) }
         return UInt(pthread_self())

@@ -33,7 +33,9 @@ public final class Barrier: Sendable {
         _ = try blockingWait(
             "Barrier.wait", timeout: timeout, cancellable: true,
             enqueue: { node in
-                state.withLock { state in
+                // Arriving counts once: no fast first pass.
+                guard let node else { return .waiting }
+                return state.withLock { state in
                     state.arrived += 1
                     if state.arrived == parties {
                         state.arrived = 0
@@ -41,8 +43,7 @@ public final class Barrier: Sendable {
                         leader = true
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in

@@ -111,8 +111,7 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
                         channel.state.withLock { state in
                             result = step(&state)
                             if case .empty = result {
-                                state.waiters.append(node)
-                                return .waiting
+                                return state.waiters.wait(node)
                             }
                             return .done
                         }

@@ -1,3 +1,4 @@
+import Synchronization
 import WeftRuntime
 
 /// A multi-producer, multi-consumer FIFO channel between fibers, threads and async code.
@@ -17,15 +18,17 @@ import WeftRuntime
 /// Every value sent is received exactly once or reported undelivered (a send that throws, or
 /// ``closeImmediately()``'s result), including under cancellation, timeouts and ``select(_:timeout:)``.
 public final class Channel<Element: Sendable>: Sendable {
+    @usableFromInline
     struct State: @unchecked Sendable {
-        let buffer: UnsafeMutablePointer<Element>
-        let capacity: Int
-        var head = 0
-        var count = 0
-        var closed = false
-        var senders = WaitQueue()
-        var receivers = WaitQueue()
+        @usableFromInline let buffer: UnsafeMutablePointer<Element>
+        @usableFromInline let capacity: Int
+        @usableFromInline var head = 0
+        @usableFromInline var count = 0
+        @usableFromInline var closed = false
+        @usableFromInline var senders = WaitQueue()
+        @usableFromInline var receivers = WaitQueue()
 
+        @inlinable
         mutating func push(_ value: Element) {
             var index = head + count
             if index >= capacity { index -= capacity }
@@ -33,6 +36,7 @@ public final class Channel<Element: Sendable>: Sendable {
             count += 1
         }
 
+        @inlinable
         mutating func pop() -> Element {
             let value = (buffer + head).move()
             head += 1
@@ -43,6 +47,7 @@ public final class Channel<Element: Sendable>: Sendable {
 
         /// Takes the next value: a buffered one (refilling the space from a parked sender) or a
         /// parked sender's. `wake` gets the sender to resume once the lock is released.
+        @inlinable
         mutating func take(
             _ wake: inout UnsafeMutablePointer<Parking>?, excluding: UnsafeMutablePointer<Parking>? = nil
         ) -> Element? {
@@ -62,6 +67,7 @@ public final class Channel<Element: Sendable>: Sendable {
         }
 
         /// Gives `value` to the longest-waiting receiver or the buffer; false if neither can take it.
+        @inlinable
         mutating func give(
             _ value: Element, _ wake: inout UnsafeMutablePointer<Parking>?,
             excluding: UnsafeMutablePointer<Parking>? = nil
@@ -79,7 +85,7 @@ public final class Channel<Element: Sendable>: Sendable {
         }
     }
 
-    let state: Guarded<State>
+    @usableFromInline let state: Guarded<State>
     /// The buffer size (0: unbuffered).
     public let capacity: Int
 
@@ -111,6 +117,7 @@ public final class Channel<Element: Sendable>: Sendable {
     /// - Parameter value: The value.
     /// - Throws: ``SyncError/closed(operation:)`` (the value was not delivered), `CancellationError`
     ///   (not delivered either).
+    @inlinable
     public func send(_ value: Element) throws { try send(value, timeout: nil) }
 
     /// Sends a value, waiting at most `timeout` for a receiver or buffer space.
@@ -119,6 +126,7 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   - timeout: The longest wait, or `nil` for none.
     /// - Throws: ``SyncError/timedOut(operation:)``, ``SyncError/closed(operation:)``,
     ///   `CancellationError`; in each case the value was not delivered.
+    @inlinable
     public func send(_ value: Element, timeout: Duration?) throws {
         var value = value
         var wake: UnsafeMutablePointer<Parking>? = nil
@@ -133,8 +141,7 @@ public final class Channel<Element: Sendable>: Sendable {
                             return .done
                         }
                         if state.give(pointer.pointee, &wake) { return .done }
-                        state.senders.append(node)
-                        return .waiting
+                        return state.senders.wait(node)
                     }
                 },
                 dequeue: { node in state.withLock { $0.senders.remove(node) } })
@@ -147,6 +154,7 @@ public final class Channel<Element: Sendable>: Sendable {
     /// - Parameter value: The value.
     /// - Returns: Whether the value was delivered.
     /// - Throws: ``SyncError/closed(operation:)``.
+    @inlinable
     public func trySend(_ value: Element) throws(SyncError) -> Bool {
         var wake: UnsafeMutablePointer<Parking>? = nil
         let sent = try state.withLock { state throws(SyncError) -> Bool in
@@ -163,6 +171,7 @@ public final class Channel<Element: Sendable>: Sendable {
     /// - Returns: The value.
     /// - Throws: ``SyncError/closed(operation:)`` once the channel is closed and drained;
     ///   `CancellationError` (no value was taken).
+    @inlinable
     public func receive() throws -> Element { try receive(timeout: nil) }
 
     /// Receives the next value, waiting at most `timeout`.
@@ -170,6 +179,7 @@ public final class Channel<Element: Sendable>: Sendable {
     /// - Returns: The value.
     /// - Throws: ``SyncError/timedOut(operation:)``, ``SyncError/closed(operation:)``,
     ///   `CancellationError`; no value was taken in each case.
+    @inlinable
     public func receive(timeout: Duration?) throws -> Element {
         var received: Element? = nil
         var wake: UnsafeMutablePointer<Parking>? = nil
@@ -183,8 +193,7 @@ public final class Channel<Element: Sendable>: Sendable {
                             return .done
                         }
                         if state.closed { return .done }
-                        state.receivers.append(node)
-                        return .waiting
+                        return state.receivers.wait(node)
                     }
                 },
                 dequeue: { node in state.withLock { $0.receivers.remove(node) } })
@@ -197,6 +206,7 @@ public final class Channel<Element: Sendable>: Sendable {
     /// Receives a value if one is ready.
     /// - Returns: The value, or `nil` if none is ready.
     /// - Throws: ``SyncError/closed(operation:)`` once the channel is closed and drained.
+    @inlinable
     public func tryReceive() throws(SyncError) -> Element? {
         var wake: UnsafeMutablePointer<Parking>? = nil
         let value = try state.withLock { state throws(SyncError) -> Element? in

@@ -40,6 +40,7 @@ public final class Condition: Sendable {
             _ = try blockingWait(
                 "Condition.wait", timeout: timeout, cancellable: true,
                 enqueue: { node in
+                    guard let node else { return .waiting }
                     waiters.withLock { $0.append(node) }
                     // Queued before the mutex is released: a signal sent after that finds the node.
                     depth = (try? lock.unlockAll("Condition.wait")) ?? 1

@@ -48,8 +48,7 @@ public final class Future<Value: Sendable>: Sendable {
                         result = value
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })

@@ -62,8 +62,7 @@ final class LockCore: Sendable {
                         reentered = true
                         return .done
                     case .busy:
-                        state.waiters.append(node)
-                        return .waiting
+                        return state.waiters.wait(node)
                     }
                 }
             },

@@ -45,8 +45,7 @@ public final class Notify: Sendable {
                         state.permit = false
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })

@@ -41,11 +41,10 @@ public final class ResetEvent: Sendable {
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }
 
-    func enqueue(_ node: UnsafeMutablePointer<WaitNode>) -> Enqueued {
+    func enqueue(_ node: UnsafeMutablePointer<WaitNode>?) -> Enqueued {
         state.withLock { state in
             if state.isSet { return .done }
-            state.waiters.append(node)
-            return .waiting
+            return state.waiters.wait(node)
         }
     }
 }

@@ -67,8 +67,7 @@ public final class RwLock: Sendable {
                         state.readers += 1
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in dequeue(node) })
@@ -115,8 +114,7 @@ public final class RwLock: Sendable {
                         state.writer = me
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in dequeue(node) })

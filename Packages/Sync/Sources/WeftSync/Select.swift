@@ -97,7 +97,7 @@ public func select<R>(_ cases: SelectCase<R>..., timeout: Duration? = nil) throw
 /// - Returns: The winning arm's result.
 /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`, or what the winning arm throws.
 public func select<R>(_ cases: [SelectCase<R>], timeout: Duration? = nil) throws -> R {
-    try Fiber.checkCancellation()
+    try Parking.checkCancellation()
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> R in
         let nodes = UnsafeMutablePointer<WaitNode>.allocate(capacity: max(1, cases.count))

@@ -49,8 +49,7 @@ public final class Semaphore: Sendable {
                         state.permits -= 1
                         return .done
                     }
-                    state.waiters.append(node)
-                    return .waiting
+                    return state.waiters.wait(node)
                 }
             },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })

@@ -2,26 +2,29 @@ import Synchronization
 import WeftRuntime
 
 /// Synchronization's lock, under a name that does not clash with ``Mutex``.
+@usableFromInline
 typealias Guarded<Value: ~Copyable> = Synchronization.Mutex<Value>
 
 /// A waiter in a primitive's queue. It lives on the waiting fiber's or thread's stack (a select has
 /// one per arm, all sharing one ``WeftRuntime/Parking``), and is linked and unlinked only under the
 /// primitive's lock.
+@usableFromInline
 package struct WaitNode: @unchecked Sendable {
-    package var next: UnsafeMutablePointer<WaitNode>?
-    package var previous: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline package var next: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline package var previous: UnsafeMutablePointer<WaitNode>?
     /// The waiter's claim and wake-up.
-    package let parking: UnsafeMutablePointer<Parking>
+    @usableFromInline package let parking: UnsafeMutablePointer<Parking>
     /// The claim code that means "this node was served".
-    package let code: Int
+    @usableFromInline package let code: Int
     /// Where a value is handed over (a sender's value, a receiver's empty slot).
-    package var slot: UnsafeMutableRawPointer?
+    @usableFromInline package var slot: UnsafeMutableRawPointer?
     /// Primitive-specific: the owner identity of a lock waiter, read or write for a RwLock, …
-    package var tag: UInt
+    @usableFromInline package var tag: UInt
     /// Set under the lock before the claim when the primitive was closed rather than served.
-    package var closed = false
-    package var linked = false
+    @usableFromInline package var closed = false
+    @usableFromInline package var linked = false
 
+    @inlinable
     package init(parking: UnsafeMutablePointer<Parking>, code: Int, slot: UnsafeMutableRawPointer? = nil, tag: UInt = 0) {
         self.parking = parking
         self.code = code
@@ -30,21 +33,24 @@ package struct WaitNode: @unchecked Sendable {
     }
 
     /// Tries to serve this waiter (claims its parking with this node's code).
-    @inline(__always)
+    @inlinable
     package func claim() -> Bool { parking.pointee.claim(code) }
 }
 
 /// An intrusive FIFO of ``WaitNode``s. Not thread-safe: a primitive keeps it under its lock.
+@usableFromInline
 package struct WaitQueue: @unchecked Sendable {
-    package private(set) var head: UnsafeMutablePointer<WaitNode>?
-    private var tail: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline package internal(set) var head: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline var tail: UnsafeMutablePointer<WaitNode>?
     /// The number of linked nodes (stale ones included until a claimer drops them).
-    package private(set) var count = 0
+    @usableFromInline package internal(set) var count = 0
 
+    @inlinable
     package init() {}
 
-    package var isEmpty: Bool { head == nil }
+    @usableFromInline package var isEmpty: Bool { head == nil }
 
+    @inlinable
     package mutating func append(_ node: UnsafeMutablePointer<WaitNode>) {
         node.pointee.next = nil
         node.pointee.previous = tail
@@ -54,7 +60,16 @@ package struct WaitQueue: @unchecked Sendable {
         count += 1
     }
 
+    /// Appends `node` if there is one (the first pass of ``blockingWait`` has none) and says the
+    /// caller must wait.
+    @inlinable
+    mutating func wait(_ node: UnsafeMutablePointer<WaitNode>?) -> Enqueued {
+        if let node { append(node) }
+        return .waiting
+    }
+
     /// Unlinks `node` if it is still linked (idempotent).
+    @inlinable
     package mutating func remove(_ node: UnsafeMutablePointer<WaitNode>) {
         guard node.pointee.linked else { return }
         let next = node.pointee.next
@@ -71,6 +86,7 @@ package struct WaitQueue: @unchecked Sendable {
     /// until the caller wakes it). Waiters whose claim is lost (cancelled, timed out, served by
     /// another arm of their select) are dropped on the way. Waiters of `excluding` (the caller's
     /// own select) are skipped and stay queued: a select never meets itself.
+    @inlinable
     package mutating func claimFirst(excluding: UnsafeMutablePointer<Parking>? = nil) -> UnsafeMutablePointer<WaitNode>? {
         var cursor = head
         while let node = cursor {
@@ -83,6 +99,7 @@ package struct WaitQueue: @unchecked Sendable {
     }
 
     /// Whether a waiter other than `excluding`'s is queued (it may be stale).
+    @inlinable
     package func hasWaiter(excluding: UnsafeMutablePointer<Parking>?) -> Bool {
         var cursor = head
         while let node = cursor {
@@ -94,6 +111,7 @@ package struct WaitQueue: @unchecked Sendable {
 
     /// Claims every waiter (marking them closed when asked) and returns them as a detached list,
     /// to wake with ``wakeAll()`` once the lock is released.
+    @inlinable
     package mutating func claimAll(closed: Bool = false) -> WaitQueue {
         var claimed = WaitQueue()
         while let node = head {
@@ -105,6 +123,7 @@ package struct WaitQueue: @unchecked Sendable {
     }
 
     /// Wakes every node of a detached list of claimed waiters.
+    @inlinable
     package func wakeAll() {
         var node = head
         while let current = node {
@@ -115,15 +134,18 @@ package struct WaitQueue: @unchecked Sendable {
 }
 
 /// What a blocking call's `enqueue` step decided, under the primitive's lock.
-enum Enqueued {
+@usableFromInline
+enum Enqueued: Sendable {
     /// The call completed at once; the node was never published.
     case done
     /// The node is in the queue: park.
     case waiting
 }
 
-/// The one blocking path of every primitive: check cancellation, publish a node under the
-/// primitive's lock (or complete at once), park until claimed, and on a lost wait unlink the node.
+/// The one blocking path of every primitive: try to complete at once under the primitive's lock;
+/// otherwise check cancellation, publish a node (or complete at once after all), park until
+/// claimed, and on a lost wait unlink the node. A call that completes at once is not a
+/// suspension point.
 ///
 /// - Parameters:
 ///   - operation: Named in ``SyncError/timedOut(operation:)``.
@@ -131,19 +153,22 @@ enum Enqueued {
 ///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
 ///   - tag: Stored in the node for the primitive.
 ///   - slot: Stored in the node for hand-over.
-///   - enqueue: Under the primitive's lock: complete at once or append the node.
+///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
+///     and wait. Called with `nil` first, then with the node.
 ///   - dequeue: Under the primitive's lock: forget a node whose wait was lost (it may be unlinked
 ///     already).
 /// - Returns: Whether the primitive was closed rather than served.
 /// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
-@inline(__always)
+@inlinable
 func blockingWait(
     _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
     slot: UnsafeMutableRawPointer? = nil,
-    enqueue: (UnsafeMutablePointer<WaitNode>) -> Enqueued,
+    enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
     dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
 ) throws -> Bool {
-    if cancellable { try Fiber.checkCancellation() }
+    // First pass without a node: most calls complete here, with no parking set up.
+    if case .done = enqueue(nil) { return false }
+    if cancellable { try Parking.checkCancellation() }
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
         var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
