@@ -161,7 +161,7 @@ package struct Parking: ~Copyable {
     /// An identity for the calling fiber or thread (owner checks of locks).
     @usableFromInline
     package static var currentIdentity: UInt {
-        if let fiber = Executor.currentFiber { return UInt(bitPattern: ObjectIdentifier(fiber).hashValue) }
+        if let fiber = runningFiber { return UInt(bitPattern: fiber.toOpaque()) }
         return UInt(pthread_self())
     }
 }
