@@ -145,3 +145,39 @@ final class MoreTests: SyncTestCase {
         }
     }
 }
+
+final class ThreadSelectTests: SyncTestCase {
+    func testSelectFromAThreadAgainstFibers() throws {
+        try runBoth { _ in
+            let a = Channel<Int>()
+            let b = Channel<Int>(capacity: 2)
+            let stop = ResetEvent()
+            let received = Bag()
+            let thread = Self.thread {
+                while true {
+                    let value = try! select(a.onReceive().map { $0 ?? -1 }, b.onReceive().map { $0 ?? -1 }, stop.onWait().map { -2 })
+                    if value == -2 { return }
+                    received.add(value)
+                }
+            }
+            let senders = try [a, b].enumerated().map { index, channel in
+                try Fiber.spawn { for value in 0..<200 { try channel.send(index * 1000 + value) } }
+            }
+            for sender in senders { try sender.join() }
+            try Self.until { received.all.count == 400 }
+            stop.set()
+            try thread.wait()
+            XCTAssertEqual(received.all.sorted(), ((0..<200).map { $0 } + (0..<200).map { 1000 + $0 }).sorted())
+        }
+    }
+
+    func testSelectTimeoutOnAThread() throws {
+        let channel = Channel<Int>()
+        let outcome = Bag()
+        try Self.thread {
+            do { _ = try select(channel.onReceive(), timeout: .milliseconds(5)) } catch SyncError.timedOut { outcome.add(1) } catch {}
+        }.wait()
+        XCTAssertEqual(outcome.all, [1])
+        XCTAssertEqual(channel.waitingReceivers, 0)
+    }
+}
