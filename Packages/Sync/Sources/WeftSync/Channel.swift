@@ -1,4 +1,3 @@
-import Synchronization
 import WeftRuntime
 
 /// A multi-producer, multi-consumer FIFO channel between fibers, threads and async code.

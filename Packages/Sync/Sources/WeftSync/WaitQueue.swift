@@ -1,9 +1,6 @@
 import Synchronization
 import WeftRuntime
 
-/// Synchronization's lock, under a name that does not clash with ``Mutex``.
-@usableFromInline
-typealias Guarded<Value: ~Copyable> = Synchronization.Mutex<Value>
 
 /// A waiter in a primitive's queue. It lives on the waiting fiber's or thread's stack (a select has
 /// one per arm, all sharing one ``WeftRuntime/Parking``), and is linked and unlinked only under the
