@@ -140,3 +140,38 @@ final class SelectTests: SyncTestCase {
         }
     }
 }
+
+final class SelectSendRaceTests: SyncTestCase {
+    /// Selects that send are cancelled while receivers take values: a select send that returned
+    /// delivered its value, one that threw did not; nothing is duplicated.
+    func testCancelledSelectSendsConserveItems() throws {
+        try runBoth { _ in
+            for capacity in [0, 2] {
+                let channel = Channel<Int>(capacity: capacity)
+                let idle = Channel<Int>()
+                let received = Bag()
+                let delivered = Bag()
+                let receivers = try (0..<3).map { _ in
+                    try Fiber.spawn { for value in channel { received.add(value) } }
+                }
+                for value in 0..<400 {
+                    let sender = try Fiber.spawn { () -> Bool in
+                        do {
+                            try select(channel.onSend(value), idle.onReceive().map { _ in })
+                            return true
+                        } catch {
+                            return false
+                        }
+                    }
+                    if Bool.random() { try Fiber.yield() }
+                    sender.cancel()
+                    if try sender.join() { delivered.add(value) }
+                }
+                channel.close()
+                for receiver in receivers { try receiver.join() }
+                XCTAssertEqual(received.all.sorted(), delivered.all.sorted(), "capacity \(capacity)")
+                XCTAssertFalse(delivered.all.isEmpty)
+            }
+        }
+    }
+}
