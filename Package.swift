@@ -75,10 +75,16 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Test-only: counts the calling thread's heap allocations (interposes malloc), for the
+        // zero-allocation checks of the fiber I/O path. No product depends on it.
+        .target(
+            name: "CWeftAllocationCounter",
+            path: "Tests/CWeftAllocationCounter"
+        ),
         .testTarget(
             name: "WeftRuntimeTests",
             dependencies: [
-                "WeftRuntime", "WeftContext", "WeftLoop",
+                "WeftRuntime", "WeftContext", "WeftLoop", "CWeftAllocationCounter",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Synchronization
 import SystemPackage
@@ -79,11 +80,13 @@ final class CancellationTests: RuntimeTestCase {
     func testShieldDefersCancellation() throws {
         try runBoth { _ in
             let started = Counter()
+            let cancelled = Counter()
             let handle = try Fiber.spawn { () throws -> String in
                 try Fiber.withCancellationShield {
                     started.add()
-                    // Parked in a loop operation while cancelled: it runs to its natural end.
-                    try Fiber.sleep(for: .milliseconds(20))
+                    // Parked in loop operations while cancelled: they run to their natural end.
+                    while cancelled.value == 0 { try Fiber.sleep(for: .milliseconds(1)) }
+                    try Fiber.sleep(for: .milliseconds(1))
                     XCTAssertFalse(Fiber.isCancelled)
                 }
                 do {
@@ -95,6 +98,7 @@ final class CancellationTests: RuntimeTestCase {
             }
             while started.value == 0 { try Fiber.yield() }
             handle.cancel()
+            cancelled.add()
             XCTAssertEqual(try handle.join(), "delivered after the shield")
         }
     }
@@ -149,13 +153,18 @@ final class CancellationTests: RuntimeTestCase {
     }
 
     func testRandomCancellationStress() throws {
-        // Bounded: a fixed number of rounds. Invariants: every fiber ends, with its value or a
-        // CancellationError, and nothing leaks (checked by runBoth).
+        // Bounded in time: rounds run for WEFT_STRESS_SECONDS (default 1) per flavour, at least 5.
+        // Invariants: every fiber ends, with its value, a CancellationError or a TimeoutError, and
+        // nothing leaks (checked by runBoth).
+        let seconds = Double(ProcessInfo.processInfo.environment["WEFT_STRESS_SECONDS"] ?? "") ?? 1
         try runBoth { _ in
             var generator = SystemRandomNumberGenerator()
             let finished = Counter()
             let cancelled = Counter()
-            for _ in 0..<20 {
+            let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+            var rounds = 0
+            while rounds < 5 || ContinuousClock.now < deadline {
+                rounds += 1
                 let (a, b) = Self.socketPair()
                 let handles = try (0..<50).map { n in
                     try Fiber.spawn { () throws -> Int in
@@ -188,7 +197,7 @@ final class CancellationTests: RuntimeTestCase {
                 try Fiber.close(a)
                 try Fiber.close(b)
             }
-            XCTAssertEqual(finished.value + cancelled.value, 1000)
+            XCTAssertEqual(finished.value + cancelled.value, rounds * 50)
         }
     }
 }

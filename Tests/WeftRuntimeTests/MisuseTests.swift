@@ -46,6 +46,11 @@ final class MisuseTests: RuntimeTestCase {
         }
     }
 
+    func testSpawnAfterTheRuntimeStoppedIsRefused() throws {
+        let runtime = try Runtime.run { Runtime.current! }
+        XCTAssertThrowsError(try runtime.spawn { 1 }) { XCTAssertEqual($0 as? FiberError, .runtimeStopped) }
+    }
+
     func testNestedRunIsRefused() throws {
         try runBoth { _ in
             XCTAssertThrowsError(try Runtime.run { 1 }) { XCTAssertEqual($0 as? FiberError, .nestedRuntime) }

@@ -14,6 +14,21 @@ final class Counter: Sendable {
     var value: Int { atomic.load(ordering: .sequentiallyConsistent) }
 }
 
+/// A set of executor indices that fibers add to. Its methods are never inlined: a
+/// `Synchronization.Mutex` inlined into a fiber's function could lock with a thread id cached
+/// before a switch, that is, in the name of the thread the fiber ran on before it migrated (see
+/// Docs/Runtime.md).
+final class IndexSet: @unchecked Sendable {
+    private let lock = Mutex<Set<Int>>([])
+
+    @inline(never) func insert(_ index: Int?) {
+        guard let index else { return }
+        lock.withLock { _ = $0.insert(index) }
+    }
+
+    @inline(never) var values: Set<Int> { lock.withLock { $0 } }
+}
+
 /// The base of every runtime test: ``runBoth(stackKind:_:)`` runs a body as the first fiber of a
 /// runtime with one executor and again with three (the backend comes from `WEFT_BACKEND`), and
 /// checks after each run that no descriptor, stack or fiber object leaked.

@@ -6,15 +6,20 @@ import WeftLoop
 /// One executor: an OS thread with its own loop and run queue.
 ///
 /// The run queue is an intrusive FIFO of fibers (links live in the fibers, so queueing allocates
-/// nothing) behind a small spin lock. The owner pushes and pops there; other threads push wakes
-/// into it and idle executors steal half of it. The lock is held for a few pointer moves only.
+/// nothing). With one executor only its own thread touches it, without any lock: wakes from other
+/// threads (tasks resuming fibers) go through the locked inbox. With several executors, other
+/// executors push wakes into it and idle ones steal half of it, so it sits behind a small spin lock
+/// held for a few pointer moves.
 final class Executor: @unchecked Sendable, TaskExecutor {
     /// What the fiber that just switched out asked for.
     enum Action {
         case none, yield, park, finish, hop
     }
 
-    struct Inbox {
+    struct Inbox: @unchecked Sendable {
+        /// Fibers woken by other threads (one executor only), linked through `queueNext`.
+        var wokenHead: UnsafeMutableRawPointer?
+        var wokenTail: UnsafeMutableRawPointer?
         var cancels: [FiberCore] = []
         var forgets: [ForgetRequest] = []
         var jobs: [UnownedJob] = []
@@ -27,6 +32,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     let waker: LoopWaker
     let resumer: ExecutionContext
 
+    /// Whether other executors share this queue (steal from it, push into it): then it is locked.
+    let shared: Bool
     private let queueLock = Atomic<Bool>(false)
     @exclusivity(unchecked) private var head: UnsafeMutableRawPointer?
     @exclusivity(unchecked) private var tail: UnsafeMutableRawPointer?
@@ -43,10 +50,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @exclusivity(unchecked) var action: Action = .none
     @exclusivity(unchecked) var hopTarget: Executor?
     @exclusivity(unchecked) private var dispatches = 0
-    @exclusivity(unchecked) var thread: pthread_t?
 
-    init(index: Int, runtime: Runtime, loop: Loop) {
+    init(index: Int, runtime: Runtime, loop: Loop, shared: Bool) {
         self.index = index
+        self.shared = shared
         self.runtime = runtime
         self.loop = loop
         self.waker = loop.waker
@@ -81,6 +88,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     @inline(__always)
     private func lock() {
+        if !shared { return }
         var spins = 0
         while !queueLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             spins += 1
@@ -89,22 +97,71 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     }
 
     @inline(__always)
-    private func unlock() { queueLock.store(false, ordering: .releasing) }
+    private func unlock() {
+        if shared { queueLock.store(false, ordering: .releasing) }
+    }
 
-    /// Queues a runnable fiber here; wakes this executor if it sleeps, or an idle one to steal.
+    @inline(__always)
+    private var isCurrent: Bool {
+        Executor.currentUnmanaged?.toOpaque() == Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    /// Queues a runnable fiber here, from any thread; wakes this executor if it sleeps.
     func push(_ fiber: FiberCore) {
+        if isCurrent {
+            pushLocal(fiber)
+        } else if shared {
+            append(fiber)
+            if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
+        } else {
+            handOver(fiber)
+        }
+    }
+
+    /// The queue is this executor's thread's alone: hand the fiber over through the inbox.
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
+    private func handOver(_ fiber: FiberCore) {
+        let raw = Unmanaged.passUnretained(fiber).toOpaque()
+        fiber.queueNext = nil
+        inbox.withLock { inbox in
+            if let tail = inbox.wokenTail {
+                Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw }
+            } else {
+                inbox.wokenHead = raw
+            }
+            inbox.wokenTail = raw
+        }
+        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
+    }
+
+    /// Queues a runnable fiber from this executor's own thread; with work to share, wakes an idle
+    /// executor to steal it.
+    @inline(__always)
+    func pushLocal(_ fiber: FiberCore) {
+        let count = append(fiber)
+        if shared && count > 1 && runtime.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            runtime.wakeIdle(except: self)
+        }
+    }
+
+    @inline(__always)
+    @discardableResult
+    private func append(_ fiber: FiberCore) -> Int {
         let raw = Unmanaged.passUnretained(fiber).toOpaque()
         fiber.queueNext = nil
         lock()
         if let tail { Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw } } else { head = raw }
         tail = raw
-        let count = queued.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
-        unlock()
-        if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(self).toOpaque() {
-            if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
-        } else if count > 1 && runtime.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
-            runtime.wakeIdle(except: self)
+        let count: Int
+        if shared {
+            count = queued.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+        } else {
+            count = queued.load(ordering: .relaxed) + 1
+            queued.store(count, ordering: .relaxed)
         }
+        unlock()
+        return count
     }
 
     /// Takes the next fiber (unretained: a queued fiber keeps itself alive until it finishes).
@@ -122,7 +179,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             return next
         }
         if head == nil { tail = nil }
-        queued.subtract(1, ordering: .relaxed)
+        if shared {
+            queued.subtract(1, ordering: .relaxed)
+        } else {
+            queued.store(queued.load(ordering: .relaxed) - 1, ordering: .relaxed)
+        }
         unlock()
         return fiber
     }
@@ -161,6 +222,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Cancels the fiber's pending operation on this executor's loop (now when called on this
     /// executor's thread, else at its next iteration).
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     func requestCancel(_ fiber: FiberCore) {
         if Executor.currentUnmanaged?.toOpaque() == Unmanaged.passUnretained(self).toOpaque() {
             cancelPendingOperation(of: fiber)
@@ -182,12 +244,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Asks this executor's loop to forget a descriptor about to be closed (at its next iteration,
     /// from its own thread, which is the only one that may touch the loop).
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     func requestForget(_ request: ForgetRequest) {
         inbox.withLock { $0.forgets.append(request) }
         inboxCount.add(1, ordering: .sequentiallyConsistent)
         waker.wake()
     }
 
+    @inline(never)
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         let accepted = inbox.withLock { inbox -> Bool in
@@ -206,14 +270,24 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     private func drainInbox() {
         if inboxCount.load(ordering: .acquiring) == 0 { return }
-        let (cancels, forgets, jobs) = inbox.withLock { inbox in
-            let taken = (inbox.cancels, inbox.forgets, inbox.jobs)
+        let (woken, cancels, forgets, jobs) = inbox.withLock { inbox in
+            let taken = (inbox.wokenHead, inbox.cancels, inbox.forgets, inbox.jobs)
+            inbox.wokenHead = nil
+            inbox.wokenTail = nil
             inbox.cancels = []
             inbox.forgets = []
             inbox.jobs = []
             return taken
         }
-        inboxCount.subtract(cancels.count + forgets.count + jobs.count, ordering: .relaxed)
+        var wokenCount = 0
+        var next = woken
+        while let raw = next {
+            let fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeUnretainedValue()
+            next = fiber.queueNext
+            pushLocal(fiber)
+            wokenCount += 1
+        }
+        inboxCount.subtract(wokenCount + cancels.count + forgets.count + jobs.count, ordering: .relaxed)
         for fiber in cancels { cancelPendingOperation(of: fiber) }
         for request in forgets {
             loop.forget(request.descriptor)
@@ -289,7 +363,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         guard let victim else { return false }
         let stolen = victim.stealHalf()
         if stolen.isEmpty { return false }
-        for fiber in stolen { push(fiber) }
+        for fiber in stolen { pushLocal(fiber) }
         return true
     }
 
@@ -315,14 +389,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         current = nil
         switch action {
         case .yield, .none:
-            push(fiber)
+            pushLocal(fiber)
         case .park:
             let (parked, _) = fiber.runState.compareExchange(
                 expected: FiberCore.Run.running, desired: FiberCore.Run.parked, ordering: .acquiringAndReleasing)
             if !parked {
                 // Woken before the switch finished: run it again.
                 fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
-                push(fiber)
+                pushLocal(fiber)
             }
         case .hop:
             let target = hopTarget!

@@ -1,3 +1,4 @@
+internal import Glibc
 import Synchronization
 import WeftContext
 import WeftLoop
@@ -87,7 +88,10 @@ class FiberCore: @unchecked Sendable {
     /// The pending operation (on this fiber's stack); valid while `ioExecutor` names an executor.
     @exclusivity(unchecked) var pendingOp: UnsafeMutablePointer<LoopOperation>?
     @exclusivity(unchecked) var shieldDepth = 0
-    let hook = Mutex<CancelHook?>(nil)
+    /// What cancellation does while the fiber waits, behind a tiny spin lock (held for one
+    /// assignment or copy; a `Mutex` would also cost a thread-id lookup, see `cancel(timeout:)`).
+    private let hookLock = Atomic<Bool>(false)
+    @exclusivity(unchecked) private var hookValue: CancelHook?
 
     @exclusivity(unchecked) var group: GroupCore?
     @exclusivity(unchecked) var failure: (any Error)?
@@ -108,7 +112,7 @@ class FiberCore: @unchecked Sendable {
         return executor._withUnsafeGuaranteedRef { e in
             let fiber = make(e.runtime)
             e.runtime.admit(fiber)
-            e.push(fiber)
+            e.pushLocal(fiber)
             return fiber
         }
     }
@@ -140,6 +144,13 @@ class FiberCore: @unchecked Sendable {
     func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
 
     /// Requests cancellation from any thread: the flag, then the pending operation, then the hook.
+    ///
+    /// Functions here and in the executor that take a `Synchronization.Mutex` are never inlined:
+    /// the mutex locks with the thread id read from a thread-local, and within one function LLVM
+    /// may reuse a thread-local address computed before a context switch; after the fiber
+    /// migrated, the lock would be taken in another thread's name (the kernel then reports a
+    /// recursive lock, or worse).
+    @inline(never)
     func cancel(timeout: Bool) {
         if timeout {
             cancelBits.add(CancelBit.timeoutUnit, ordering: .sequentiallyConsistent)
@@ -150,13 +161,15 @@ class FiberCore: @unchecked Sendable {
         if completion.load(ordering: .acquiring) == Completion.finished { return }
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
-        let hook = hook.withLock { hook -> CancelHook? in
-            if case .parking? = hook {
-                hook!.run()
-                return nil
-            }
-            return hook
+        lockHook()
+        let hook = hookValue
+        if case .parking(let parking)? = hook {
+            // Run under the lock: the waiter's frame stays alive until its clearHook gets the lock.
+            Parking.cancelWait(parking)
+            unlockHook()
+            return
         }
+        unlockHook()
         hook?.run()
     }
 
@@ -173,17 +186,41 @@ class FiberCore: @unchecked Sendable {
         }
     }
 
+    @inline(__always)
+    private func lockHook() {
+        while !hookLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            sched_yield()
+        }
+    }
+
+    @inline(__always)
+    private func unlockHook() { hookLock.store(false, ordering: .releasing) }
+
+    private func readHook() -> CancelHook? {
+        lockHook()
+        let value = hookValue
+        unlockHook()
+        return value
+    }
+
     /// Installs what cancellation does while the fiber waits (not inside a shield), and runs it
     /// at once if a cancellation is already pending.
     func setHook(_ value: CancelHook) {
         if shieldDepth > 0 { return }
-        hook.withLock { $0 = value }
+        lockHook()
+        hookValue = value
+        unlockHook()
         if cancelPending { value.run() }
     }
 
     func clearHook() {
         if shieldDepth > 0 { return }
-        hook.withLock { $0 = nil }
+        lockHook()
+        let old = hookValue
+        hookValue = nil
+        unlockHook()
+        // Released outside the lock.
+        _ = old
     }
 
     // MARK: Park and wake

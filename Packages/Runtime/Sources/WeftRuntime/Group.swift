@@ -14,7 +14,7 @@ public final class Group: Sendable {
     public init(failFast: Bool = true) { core = GroupCore(failFast: failFast) }
 
     /// The number of children that have not finished.
-    public var runningCount: Int { core.state.withLock { $0.running } }
+    public var runningCount: Int { core.runningCount }
 
     /// Starts a child fiber in the group (on the calling executor, or the runtime's inject queue).
     /// - Parameter body: The child's body.
@@ -23,14 +23,9 @@ public final class Group: Sendable {
         guard let executor = Executor.current else { throw .notInFiber(operation: "Group.spawn") }
         let fiber = TypedFiber(runtime: executor.runtime, body: body)
         fiber.group = core
-        let cancelNow = core.state.withLock { state -> Bool in
-            state.running += 1
-            state.children[ObjectIdentifier(fiber)] = fiber
-            return state.cancelled
-        }
-        if cancelNow { fiber.cancel(timeout: false) }
+        if core.add(fiber) { fiber.cancel(timeout: false) }
         executor.runtime.admit(fiber)
-        executor.push(fiber)
+        executor.pushLocal(fiber)
     }
 
     /// Cancels every running child (and children spawned later, until ``wait()`` returns).
@@ -42,25 +37,12 @@ public final class Group: Sendable {
     ///   (outside a fiber, two fibers waiting at once).
     public func wait() throws {
         guard let me = Executor.currentFiber else { throw FiberError.notInFiber(operation: "Group.wait") }
-        let mustPark = try core.state.withLock { state throws(FiberError) -> Bool in
-            if state.waiter != nil { throw .groupAlreadyWaited }
-            if state.running == 0 { return false }
-            state.waiter = me
-            return true
-        }
-        if mustPark {
+        if try core.register(me) {
             me.setHook(.group(core))
             me.park()
             me.clearHook()
         }
-        let error = core.state.withLock { state -> (any Error)? in
-            let error = state.firstError
-            state.firstError = nil
-            state.cancelled = false
-            state.waiter = nil
-            return error
-        }
-        if let error { throw error }
+        if let error = core.reset() { throw error }
     }
 }
 
@@ -78,6 +60,45 @@ final class GroupCore: @unchecked Sendable {
 
     init(failFast: Bool) { self.failFast = failFast }
 
+    // Every function that locks is kept out of line: see the note on `FiberCore.cancel(timeout:)`.
+
+    @inline(never)
+    var runningCount: Int { state.withLock { $0.running } }
+
+    /// Records a new child; returns whether it must start cancelled.
+    @inline(never)
+    func add(_ fiber: FiberCore) -> Bool {
+        state.withLock { state in
+            state.running += 1
+            state.children[ObjectIdentifier(fiber)] = fiber
+            return state.cancelled
+        }
+    }
+
+    /// Registers the waiter; returns whether it must park (children are still running).
+    @inline(never)
+    func register(_ waiter: FiberCore) throws(FiberError) -> Bool {
+        try state.withLock { state throws(FiberError) -> Bool in
+            if state.waiter != nil { throw .groupAlreadyWaited }
+            if state.running == 0 { return false }
+            state.waiter = waiter
+            return true
+        }
+    }
+
+    /// Ends a wait: returns the first error and makes the group clean for reuse.
+    @inline(never)
+    func reset() -> (any Error)? {
+        state.withLock { state -> (any Error)? in
+            let error = state.firstError
+            state.firstError = nil
+            state.cancelled = false
+            state.waiter = nil
+            return error
+        }
+    }
+
+    @inline(never)
     func cancelAll() {
         let children = state.withLock { state -> [FiberCore] in
             state.cancelled = true
@@ -87,6 +108,7 @@ final class GroupCore: @unchecked Sendable {
     }
 
     /// Called by the executor when a child's body has ended.
+    @inline(never)
     func childFinished(_ fiber: FiberCore) {
         let (siblings, waiter) = state.withLock { state -> ([FiberCore], FiberCore?) in
             state.running -= 1

@@ -126,10 +126,10 @@ package struct Parking: ~Copyable {
     private static func parkFiber(
         _ fiber: FiberCore, _ parking: UnsafeMutablePointer<Parking>, timeout: Duration?, cancellable: Bool
     ) {
-        if cancellable { installHook(fiber, parking) }
+        if cancellable { fiber.setHook(.parking(UnsafeMutableRawPointer(parking))) }
         guard let timeout else {
             fiber.park()
-            if cancellable { removeHook(fiber) }
+            if cancellable { fiber.clearHook() }
             return
         }
         let home = Executor.current!
@@ -144,7 +144,7 @@ package struct Parking: ~Copyable {
                     if parking.pointee.claim(Claim.timedOut) { FiberCore.wake(fiber) }
                 }
                 fiber.park()
-                if cancellable { removeHook(fiber) }
+                if cancellable { fiber.clearHook() }
                 // The timer belongs to `home`'s loop: finish with it there.
                 if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(home).toOpaque() {
                     fiber.hop(to: home)
@@ -157,16 +157,6 @@ package struct Parking: ~Copyable {
             }
         }
     }
-
-    // The hook lock records its owner's thread id; kept out of line so that the id read before a
-    // park is never reused after it (the fiber may resume on another thread).
-    @inline(never)
-    private static func installHook(_ fiber: FiberCore, _ parking: UnsafeMutablePointer<Parking>) {
-        fiber.setHook(.parking(UnsafeMutableRawPointer(parking)))
-    }
-
-    @inline(never)
-    private static func removeHook(_ fiber: FiberCore) { fiber.clearHook() }
 
     /// An identity for the calling fiber or thread (owner checks of locks).
     @usableFromInline

@@ -92,7 +92,7 @@ public final class Runtime: @unchecked Sendable {
         stackKind = options.stackKind
         var made: [Executor] = []
         for (index, loop) in loops.enumerated() {
-            made.append(Executor(index: index, runtime: self, loop: loop))
+            made.append(Executor(index: index, runtime: self, loop: loop, shared: loops.count > 1))
         }
         executors = made
     }
@@ -203,6 +203,7 @@ public final class Runtime: @unchecked Sendable {
         return JoinHandle(fiber: fiber)
     }
 
+    @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     private func inject(_ fiber: FiberCore) {
         fiber.queueNext = nil
         injected.withLock { queue in
@@ -220,6 +221,7 @@ public final class Runtime: @unchecked Sendable {
 
     var hasInjected: Bool { injectedCount.load(ordering: .sequentiallyConsistent) > 0 }
 
+    @inline(never)
     func popInjected() -> FiberCore? {
         if injectedCount.load(ordering: .acquiring) == 0 { return nil }
         let fiber = injected.withLock { queue -> FiberCore? in
