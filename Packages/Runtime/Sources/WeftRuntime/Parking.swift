@@ -23,7 +23,7 @@ package struct Parking: ~Copyable {
     }
 
     @usableFromInline package let state = Atomic<Int>(Claim.waiting)
-    unowned(unsafe) let fiber: FiberCore?
+    let fiber: Unmanaged<FiberCore>?
     let thread: ThreadParker?
     unowned(unsafe) let task: AsyncParking?
 
@@ -31,7 +31,7 @@ package struct Parking: ~Copyable {
     @usableFromInline
     package init() {
         if let fiber = Parking.runningFiber {
-            self.fiber = fiber._withUnsafeGuaranteedRef { $0 }
+            self.fiber = fiber
             thread = nil
         } else {
             fiber = nil
@@ -88,7 +88,7 @@ package struct Parking: ~Copyable {
     @usableFromInline
     package static func wake(_ parking: UnsafeMutablePointer<Parking>) {
         if let fiber = parking.pointee.fiber {
-            FiberCore.wake(fiber)
+            fiber._withUnsafeGuaranteedRef { FiberCore.wake($0) }
         } else if let thread = parking.pointee.thread {
             thread.unpark()
         } else if let task = parking.pointee.task {
@@ -114,12 +114,12 @@ package struct Parking: ~Copyable {
     @usableFromInline
     package static func park(_ parking: UnsafeMutablePointer<Parking>, timeout: Duration?, cancellable: Bool) -> Int {
         if let fiber = parking.pointee.fiber {
-            parkFiber(fiber, parking, timeout: timeout, cancellable: cancellable)
+            fiber._withUnsafeGuaranteedRef { parkFiber($0, parking, timeout: timeout, cancellable: cancellable) }
         } else {
             parking.pointee.thread!.park(parking, timeout: timeout)
         }
         let outcome = parking.pointee.outcome
-        if outcome == Claim.cancelled, let fiber = parking.pointee.fiber { fiber.markDelivered() }
+        if outcome == Claim.cancelled, let fiber = parking.pointee.fiber { fiber._withUnsafeGuaranteedRef { $0.markDelivered() } }
         return outcome
     }
 
