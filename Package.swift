@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "WeftContext", targets: ["WeftContext"]),
         .library(name: "WeftLoop", targets: ["WeftLoop"]),
         .library(name: "WeftRuntime", targets: ["WeftRuntime"]),
+        .library(name: "WeftSync", targets: ["WeftSync"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0")
@@ -52,6 +53,13 @@ let package = Package(
             path: "Packages/Runtime/Sources/WeftRuntime"
         ),
 
+        // Layer 4: fiber-aware locks, events, channels and select.
+        .target(
+            name: "WeftSync",
+            dependencies: ["WeftRuntime"],
+            path: "Packages/Sync/Sources/WeftSync"
+        ),
+
         .testTarget(name: "WeftContextTests", dependencies: ["WeftContext"]),
         // Test-only: a fixed-signature shim over libcurl's variadic setters, for the test that drives
         // libcurl's multi interface from WeftLoop. No product depends on it.
@@ -80,6 +88,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        .testTarget(name: "WeftSyncTests", dependencies: ["WeftSync", "WeftRuntime"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -24,6 +24,7 @@ let package = Package(
                 .product(name: "WeftContext", package: weft),
                 .product(name: "WeftLoop", package: weft),
                 .product(name: "WeftRuntime", package: weft),
+                .product(name: "WeftSync", package: weft),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/WeftBench"

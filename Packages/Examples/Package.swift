@@ -66,6 +66,22 @@ let package = Package(
             ],
             path: "Sources/loop-curl"
         ),
+        // WeftSync: the three examples of Docs/Sync.md.
+        .executableTarget(
+            name: "sync-producer-consumer",
+            dependencies: [.product(name: "WeftRuntime", package: weft), .product(name: "WeftSync", package: weft)],
+            path: "Sources/sync-producer-consumer"
+        ),
+        .executableTarget(
+            name: "sync-worker-pool",
+            dependencies: [.product(name: "WeftRuntime", package: weft), .product(name: "WeftSync", package: weft)],
+            path: "Sources/sync-worker-pool"
+        ),
+        .executableTarget(
+            name: "sync-select-timeout",
+            dependencies: [.product(name: "WeftRuntime", package: weft), .product(name: "WeftSync", package: weft)],
+            path: "Sources/sync-select-timeout"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,6 +10,7 @@ let suites: [(name: String, run: () throws -> Void)] = [
     ("context", runContextBenchmarks),
     ("loop", runLoopBenchmarks),
     ("runtime", runRuntimeBenchmarks),
+    ("sync", runSyncBenchmarks),
 ]
 
 let servers: [(name: String, run: ([String]) throws -> Void)] = [

@@ -12,12 +12,16 @@ enum CancelHook: @unchecked Sendable {
     case group(GroupCore)
     /// A bridge to Swift Concurrency: cancel the task and keep waiting for its result.
     case task(Task<Void, Never>)
+    /// A WeftSync wait: claim the ``Parking`` (on the fiber's stack) as cancelled and wake it.
+    /// Runs under the hook lock, so the frame outlives it.
+    case parking(UnsafeMutableRawPointer)
 
     func run() {
         switch self {
         case .fiber(let child): child.cancel(timeout: false)
         case .group(let group): group.cancelAll()
         case .task(let task): task.cancel()
+        case .parking(let parking): Parking.cancelWait(parking)
         }
     }
 }
@@ -157,7 +161,16 @@ class FiberCore: @unchecked Sendable {
         if completion.load(ordering: .acquiring) == Completion.finished { return }
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
-        if let hook = readHook() { hook.run() }
+        lockHook()
+        let hook = hookValue
+        if case .parking(let parking)? = hook {
+            // Run under the lock: the waiter's frame stays alive until its clearHook gets the lock.
+            Parking.cancelWait(parking)
+            unlockHook()
+            return
+        }
+        unlockHook()
+        hook?.run()
     }
 
     /// Claims one fired timeout: afterwards the fiber is cancelled only if something else asked.

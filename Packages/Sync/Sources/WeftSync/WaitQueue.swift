@@ -1,0 +1,181 @@
+import Synchronization
+import WeftRuntime
+
+
+/// A waiter in a primitive's queue. It lives on the waiting fiber's or thread's stack (a select has
+/// one per arm, all sharing one ``WeftRuntime/Parking``), and is linked and unlinked only under the
+/// primitive's lock.
+@usableFromInline
+package struct WaitNode: @unchecked Sendable {
+    @usableFromInline package var next: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline package var previous: UnsafeMutablePointer<WaitNode>?
+    /// The waiter's claim and wake-up.
+    @usableFromInline package let parking: UnsafeMutablePointer<Parking>
+    /// The claim code that means "this node was served".
+    @usableFromInline package let code: Int
+    /// Where a value is handed over (a sender's value, a receiver's empty slot).
+    @usableFromInline package var slot: UnsafeMutableRawPointer?
+    /// Primitive-specific: the owner identity of a lock waiter, read or write for a RwLock, …
+    @usableFromInline package var tag: UInt
+    /// Set under the lock before the claim when the primitive was closed rather than served.
+    @usableFromInline package var closed = false
+    @usableFromInline package var linked = false
+
+    @inlinable
+    package init(parking: UnsafeMutablePointer<Parking>, code: Int, slot: UnsafeMutableRawPointer? = nil, tag: UInt = 0) {
+        self.parking = parking
+        self.code = code
+        self.slot = slot
+        self.tag = tag
+    }
+
+    /// Tries to serve this waiter (claims its parking with this node's code).
+    @inlinable
+    package func claim() -> Bool { parking.pointee.claim(code) }
+}
+
+/// An intrusive FIFO of ``WaitNode``s. Not thread-safe: a primitive keeps it under its lock.
+@usableFromInline
+package struct WaitQueue: @unchecked Sendable {
+    @usableFromInline package internal(set) var head: UnsafeMutablePointer<WaitNode>?
+    @usableFromInline var tail: UnsafeMutablePointer<WaitNode>?
+    /// The number of linked nodes (stale ones included until a claimer drops them).
+    @usableFromInline package internal(set) var count = 0
+
+    @inlinable
+    package init() {}
+
+    @usableFromInline package var isEmpty: Bool { head == nil }
+
+    @inlinable
+    package mutating func append(_ node: UnsafeMutablePointer<WaitNode>) {
+        node.pointee.next = nil
+        node.pointee.previous = tail
+        if let tail { tail.pointee.next = node } else { head = node }
+        tail = node
+        node.pointee.linked = true
+        count += 1
+    }
+
+    /// Appends `node` if there is one (the first pass of ``blockingWait`` has none) and says the
+    /// caller must wait.
+    @inlinable
+    mutating func wait(_ node: UnsafeMutablePointer<WaitNode>?) -> Enqueued {
+        if let node { append(node) }
+        return .waiting
+    }
+
+    /// Unlinks `node` if it is still linked (idempotent).
+    @inlinable
+    package mutating func remove(_ node: UnsafeMutablePointer<WaitNode>) {
+        guard node.pointee.linked else { return }
+        let next = node.pointee.next
+        let previous = node.pointee.previous
+        if let previous { previous.pointee.next = next } else { head = next }
+        if let next { next.pointee.previous = previous } else { tail = previous }
+        node.pointee.next = nil
+        node.pointee.previous = nil
+        node.pointee.linked = false
+        count -= 1
+    }
+
+    /// Unlinks waiters from the front until one is claimed, and returns it (its owner stays parked
+    /// until the caller wakes it). Waiters whose claim is lost (cancelled, timed out, served by
+    /// another arm of their select) are dropped on the way. Waiters of `excluding` (the caller's
+    /// own select) are skipped and stay queued: a select never meets itself.
+    @inlinable
+    package mutating func claimFirst(excluding: UnsafeMutablePointer<Parking>? = nil) -> UnsafeMutablePointer<WaitNode>? {
+        var cursor = head
+        while let node = cursor {
+            cursor = node.pointee.next
+            if let excluding, node.pointee.parking == excluding { continue }
+            remove(node)
+            if node.pointee.claim() { return node }
+        }
+        return nil
+    }
+
+    /// Whether a waiter other than `excluding`'s is queued (it may be stale).
+    @inlinable
+    package func hasWaiter(excluding: UnsafeMutablePointer<Parking>?) -> Bool {
+        var cursor = head
+        while let node = cursor {
+            if node.pointee.parking != excluding { return true }
+            cursor = node.pointee.next
+        }
+        return false
+    }
+
+    /// Claims every waiter (marking them closed when asked) and returns them as a detached list,
+    /// to wake with ``wakeAll()`` once the lock is released.
+    @inlinable
+    package mutating func claimAll(closed: Bool = false) -> WaitQueue {
+        var claimed = WaitQueue()
+        while let node = head {
+            remove(node)
+            if closed { node.pointee.closed = true }
+            if node.pointee.claim() { claimed.append(node) }
+        }
+        return claimed
+    }
+
+    /// Wakes every node of a detached list of claimed waiters.
+    @inlinable
+    package func wakeAll() {
+        var node = head
+        while let current = node {
+            node = current.pointee.next
+            Parking.wake(current.pointee.parking)
+        }
+    }
+}
+
+/// What a blocking call's `enqueue` step decided, under the primitive's lock.
+@usableFromInline
+enum Enqueued: Sendable {
+    /// The call completed at once; the node was never published.
+    case done
+    /// The node is in the queue: park.
+    case waiting
+}
+
+/// The one blocking path of every primitive: try to complete at once under the primitive's lock;
+/// otherwise check cancellation, publish a node (or complete at once after all), park until
+/// claimed, and on a lost wait unlink the node. A call that completes at once is not a
+/// suspension point.
+///
+/// - Parameters:
+///   - operation: Named in ``SyncError/timedOut(operation:)``.
+///   - timeout: `nil` waits without limit.
+///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
+///   - tag: Stored in the node for the primitive.
+///   - slot: Stored in the node for hand-over.
+///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
+///     and wait. Called with `nil` first, then with the node.
+///   - dequeue: Under the primitive's lock: forget a node whose wait was lost (it may be unlinked
+///     already).
+/// - Returns: Whether the primitive was closed rather than served.
+/// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
+@inlinable
+func blockingWait(
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
+    slot: UnsafeMutableRawPointer? = nil,
+    enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
+    dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
+) throws -> Bool {
+    // First pass without a node: most calls complete here, with no parking set up.
+    if case .done = enqueue(nil) { return false }
+    if cancellable { try Parking.checkCancellation() }
+    var parking = Parking()
+    return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
+        var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
+        return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
+            if case .done = enqueue(node) { return false }
+            let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
+            if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
+            dequeue(node)
+            if outcome == Parking.Claim.cancelled { throw CancellationError() }
+            throw SyncError.timedOut(operation: "\(operation)")
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import WeftRuntime
+import WeftSync
+import XCTest
+
+final class SelectTests: SyncTestCase {
+    enum Arm: Equatable { case a(Int?), b(Int?), event, sent }
+
+    func testSelectTakesTheReadyArm() throws {
+        try runBoth { _ in
+            let a = Channel<Int>(capacity: 1)
+            let b = Channel<Int>(capacity: 1)
+            let event = ResetEvent()
+            try b.send(2)
+            let first = try select(a.onReceive().map { Arm.a($0) }, b.onReceive().map { Arm.b($0) }, event.onWait().map { Arm.event })
+            XCTAssertEqual(first, .b(2))
+            event.set()
+            let second = try select(a.onReceive().map { Arm.a($0) }, event.onWait().map { Arm.event })
+            XCTAssertEqual(second, .event)
+            // A send arm on a full channel loses to a ready receive.
+            try a.send(1)
+            try b.send(3)
+            let third = try select(a.onSend(9).map { Arm.sent }, b.onReceive().map { Arm.b($0) })
+            XCTAssertEqual(third, .b(3))
+            XCTAssertEqual(try a.receive(), 1)
+            XCTAssertNil(try a.tryReceive())
+        }
+    }
+
+    func testSelectWaitsForTheFirstPeer() throws {
+        try runBoth { _ in
+            let a = Channel<Int>()
+            let b = Channel<Int>()
+            let sender = try Fiber.spawn {
+                try Self.until { b.waitingReceivers == 1 }
+                try b.send(5)
+            }
+            let result = try select(a.onReceive().map { Arm.a($0) }, b.onReceive().map { Arm.b($0) })
+            XCTAssertEqual(result, .b(5))
+            XCTAssertEqual(a.waitingReceivers, 0)
+            try sender.join()
+            // A select send arm meets a plain receiver.
+            let receiver = try Fiber.spawn { try a.receive() }
+            try select(a.onSend(8), b.onSend(9))
+            XCTAssertEqual(try receiver.join(), 8)
+            XCTAssertEqual(b.waitingSenders, 0)
+            // Closed channels complete the arm: nil for a receive, an error for a send.
+            a.close()
+            XCTAssertEqual(try select(a.onReceive().map { Arm.a($0) }, b.onReceive().map { Arm.b($0) }), .a(nil))
+            XCTAssertThrowsError(try select(a.onSend(1))) { XCTAssertEqual($0 as? SyncError, .closed(operation: "Channel.onSend")) }
+        }
+    }
+
+    func testSelectTimesOutAndIsCancelled() throws {
+        try runBoth { _ in
+            let a = Channel<Int>()
+            XCTAssertThrowsError(try select(a.onReceive(), timeout: .milliseconds(5))) {
+                XCTAssertEqual($0 as? SyncError, .timedOut(operation: "select"))
+            }
+            XCTAssertEqual(a.waitingReceivers, 0)
+            let waiter = try Fiber.spawn { () -> Bool in
+                do { try select(a.onReceive().map { _ in }, a.onSend(1)) } catch is CancellationError { return true }
+                return false
+            }
+            try Self.until { a.waitingReceivers == 1 && a.waitingSenders == 1 }
+            waiter.cancel()
+            XCTAssertTrue(try waiter.join())
+            XCTAssertEqual(a.waitingReceivers + a.waitingSenders, 0)
+        }
+    }
+
+    func testSelectOnJoinHandlesFuturesAndGroups() throws {
+        try runBoth { _ in
+            let gate = ResetEvent()
+            let slow = try Fiber.spawn { () -> Int in try gate.wait(); return 1 }
+            let fast = try Fiber.spawn { () -> Int in 2 }
+            let winner = try select(slow.onJoin(), fast.onJoin())
+            XCTAssertEqual(winner, 2)
+            let future = Future<Int>()
+            let group = Group()
+            try group.spawn { try gate.wait() }
+            let setter = try Fiber.spawn { try future.set(3) }
+            // One arm per group (it waits on the group); it can serve several selects.
+            let groupDone = try group.onWait().map { -1 }
+            XCTAssertEqual(try select(future.onGet(), groupDone), 3)
+            try setter.join()
+            gate.set()
+            XCTAssertEqual(try select(groupDone, Channel<Int>().onReceive().map { $0 ?? -2 }), -1)
+        }
+    }
+
+    func testTwoSelectsCompeteForOneItem() throws {
+        try runBoth { _ in
+            for _ in 0..<20 {
+                let channel = Channel<Int>()
+                let other = Channel<Int>()
+                let got = Counter()
+                let selects = try (0..<2).map { _ in
+                    try Fiber.spawn {
+                        do {
+                            if try select(channel.onReceive(), other.onReceive(), timeout: .milliseconds(20)) != nil { got.add() }
+                        } catch SyncError.timedOut {}
+                    }
+                }
+                try Self.until { channel.waitingReceivers >= 1 }
+                try channel.send(1)
+                for handle in selects { try handle.join() }
+                XCTAssertEqual(got.value, 1)
+            }
+        }
+    }
+
+    func testCancelWhileSendersCommitConservesItems() throws {
+        try runBoth { _ in
+            let channel = Channel<Int>()
+            let idle = Channel<Int>()
+            let received = Bag()
+            let undelivered = Bag()
+            let senders = try (0..<4).map { sender in
+                try Fiber.spawn {
+                    for index in 0..<200 {
+                        let value = sender * 1000 + index
+                        do { try channel.send(value) } catch { undelivered.add(value) }
+                    }
+                }
+            }
+            var done = 0
+            while done < 800 {
+                let selector = try Fiber.spawn { () -> Int? in
+                    do { return try select(channel.onReceive(), idle.onReceive()) } catch { return nil }
+                }
+                if Bool.random() { try Fiber.yield() }
+                selector.cancel()
+                if let value = try selector.join() { received.add(value) }
+                done = received.all.count + undelivered.all.count
+            }
+            for sender in senders { try sender.join() }
+            let all = (received.all + undelivered.all).sorted()
+            XCTAssertEqual(all, (0..<4).flatMap { sender in (0..<200).map { sender * 1000 + $0 } }.sorted())
+            XCTAssertTrue(undelivered.all.isEmpty)
+        }
+    }
+}
+
+final class SelectSendRaceTests: SyncTestCase {
+    /// Selects that send are cancelled while receivers take values: a select send that returned
+    /// delivered its value, one that threw did not; nothing is duplicated.
+    func testCancelledSelectSendsConserveItems() throws {
+        try runBoth { _ in
+            for capacity in [0, 2] {
+                let channel = Channel<Int>(capacity: capacity)
+                let idle = Channel<Int>()
+                let received = Bag()
+                let delivered = Bag()
+                let receivers = try (0..<3).map { _ in
+                    try Fiber.spawn { for value in channel { received.add(value) } }
+                }
+                for value in 0..<400 {
+                    let sender = try Fiber.spawn { () -> Bool in
+                        do {
+                            try select(channel.onSend(value), idle.onReceive().map { _ in })
+                            return true
+                        } catch {
+                            return false
+                        }
+                    }
+                    if Bool.random() { try Fiber.yield() }
+                    sender.cancel()
+                    if try sender.join() { delivered.add(value) }
+                }
+                channel.close()
+                for receiver in receivers { try receiver.join() }
+                XCTAssertEqual(received.all.sorted(), delivered.all.sorted(), "capacity \(capacity)")
+                XCTAssertFalse(delivered.all.isEmpty)
+            }
+        }
+    }
+}
