@@ -40,15 +40,7 @@ extension Fiber {
                     return .failure(error)
                 }
                 let outcome = Result { try body() }
-                // The timer belongs to `home`'s loop: go back there to cancel it and wait for it.
-                if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(home).toOpaque() {
-                    fiber.hop(to: home)
-                }
-                if !frame.pointee.done {
-                    home.loop.cancel(timer)
-                    frame.pointee.waiting = true
-                    fiber.park()
-                }
+                fiber.settleTimer(timer, frame: frame, home: home)
                 return outcome
             }
         }
@@ -64,7 +56,7 @@ extension Fiber {
 
 /// The state a ``Fiber/withTimeout(_:_:)`` shares with its timer's callback (on the fiber's stack;
 /// both run on the executor that owns the timer, so plain fields suffice).
-struct TimeoutFrame {
+struct TimeoutFrame: FiberTimerFrame {
     unowned(unsafe) let fiber: FiberCore
     var fired = false
     var done = false
@@ -93,5 +85,30 @@ extension FiberCore {
             return e.resumer
         }
         context!.switch(to: resumer)
+    }
+}
+
+/// The state a fiber shares with the callback of a loop timer it armed on its home executor: the
+/// callback sets `done`, and wakes the fiber if it is `waiting` for the callback.
+protocol FiberTimerFrame {
+    var done: Bool { get }
+    var waiting: Bool { get set }
+}
+
+extension FiberCore {
+    /// Finishes with a timer this fiber armed on `home`'s loop before the timer's frame ends: the
+    /// timer belongs to that loop, so the fiber goes back there, cancels the timer if it has not
+    /// completed, and waits for its callback.
+    func settleTimer<Frame: FiberTimerFrame>(
+        _ timer: UnsafeMutablePointer<LoopOperation>, frame: UnsafeMutablePointer<Frame>, home: Executor
+    ) {
+        if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(home).toOpaque() {
+            hop(to: home)
+        }
+        if !frame.pointee.done {
+            home.loop.cancel(timer)
+            frame.pointee.waiting = true
+            park()
+        }
     }
 }

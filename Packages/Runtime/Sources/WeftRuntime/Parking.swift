@@ -145,15 +145,7 @@ package struct Parking: ~Copyable {
                 }
                 fiber.park()
                 if cancellable { fiber.clearHook() }
-                // The timer belongs to `home`'s loop: finish with it there.
-                if Executor.currentUnmanaged?.toOpaque() != Unmanaged.passUnretained(home).toOpaque() {
-                    fiber.hop(to: home)
-                }
-                if !frame.pointee.done {
-                    home.loop.cancel(timer)
-                    frame.pointee.waiting = true
-                    fiber.park()
-                }
+                fiber.settleTimer(timer, frame: frame, home: home)
             }
         }
     }
@@ -167,7 +159,7 @@ package struct Parking: ~Copyable {
 }
 
 /// What a fiber's timed wait shares with its timer callback (both on the home executor's thread).
-struct ParkingTimerFrame {
+struct ParkingTimerFrame: FiberTimerFrame {
     let parking: UnsafeMutablePointer<Parking>
     unowned(unsafe) let fiber: FiberCore
     var done = false
