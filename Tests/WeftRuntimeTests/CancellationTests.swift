@@ -179,6 +179,22 @@ final class CancellationTests: RuntimeTestCase {
                     }
                 }
                 for handle in handles where Bool.random(using: &generator) { handle.cancel() }
+                // WEFT_WATCHDOG=1 prints the scheduler and every unfinished fiber's state when a round
+                // takes more than 8 s (a hang seen rarely on io_uring with three executors).
+                let finishedNow = Counter()
+                if ProcessInfo.processInfo.environment["WEFT_WATCHDOG"] != nil {
+                    let runtime = Runtime.current!
+                    let watched = handles
+                    Thread {
+                        // Polls, so that it lets go of the handles soon after a normal round.
+                        for _ in 0..<80 where finishedNow.value == 0 { usleep(100_000) }
+                        if finishedNow.value == 0 {
+                            var text = "WATCHDOG \(runtime.debugState)\n"
+                            for (n, h) in watched.enumerated() where !h.isFinished { text += "  \(n): \(h.debugState)\n" }
+                            FileHandle.standardError.write(text.data(using: .utf8)!)
+                        }
+                    }.start()
+                }
                 for (n, handle) in handles.enumerated() {
                     do {
                         let value = try handle.join()
@@ -194,6 +210,7 @@ final class CancellationTests: RuntimeTestCase {
                     // Readers whose writer was cancelled would wait forever: release them.
                     if n % 8 == 3 { handles[n + 4 < handles.count ? n + 4 : n].cancel() }
                 }
+                finishedNow.add()
                 try Fiber.close(a)
                 try Fiber.close(b)
             }

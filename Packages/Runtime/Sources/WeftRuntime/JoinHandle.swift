@@ -11,6 +11,14 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// Whether the fiber has finished.
     public var isFinished: Bool { fiber.completion.load(ordering: .acquiring) == FiberCore.Completion.finished }
 
+    /// The fiber's scheduling state, for diagnosing a hang (racy snapshot).
+    package var debugState: String {
+        "run=\(fiber.runState.load(ordering: .relaxed)) completion=\(fiber.completion.load(ordering: .relaxed)) "
+            + "cancel=\(fiber.cancelBits.load(ordering: .relaxed)) io=\(fiber.ioExecutor.load(ordering: .relaxed)) "
+            + "op=\(fiber.pendingOp.map { "\($0.pointee.kind) pending=\($0.pointee.isPending)" } ?? "-") "
+            + "last=\(fiber.lastExecutor?.index ?? -1) pinned=\(fiber.pinned)"
+    }
+
     /// Requests cancellation of the fiber: it gets one `CancellationError` at its next suspension
     /// point, and its pending operation is cancelled. Idempotent; any thread; no effect once it has
     /// finished.
