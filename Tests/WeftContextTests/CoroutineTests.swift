@@ -73,15 +73,14 @@ final class CoroutineTests: PoolCheckedTestCase {
         }
         let box = Shared(coroutine)
         let result = Shared<CoroutineStep<Int, Int>?>(nil)
-        let thread = Thread {
+        let thread = startThread {
             result.value = try? box.value.resume()
-            gate.set(3)
         }
-        thread.start()
         while gate.value != 1 { sched_yield() }
         XCTAssertThrowsError(try coroutine.resume()) { XCTAssertEqual($0 as? CoroutineError, .alreadyRunning) }
         gate.set(2)
-        while gate.value != 3 { sched_yield() }
+        // Joined, not just signalled: the thread's cached stack returns to the pool when it ends.
+        pthread_join(thread, nil)
         XCTAssertEqual(result.value, .finished(5))
     }
 

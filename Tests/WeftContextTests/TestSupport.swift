@@ -25,8 +25,9 @@ private final class ThreadBody {
     init(_ body: @escaping () -> Void) { self.body = body }
 }
 
-/// Runs `body` on a new OS thread and waits for it to end.
-func onNewThread(_ body: @escaping @Sendable () -> Void) {
+/// Starts `body` on a new OS thread; join it with `pthread_join` (a thread's cached stacks go back to
+/// the pool only when it has ended, so leak checks must come after the join).
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     let argument = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var thread = pthread_t()
     let created = pthread_create(&thread, nil, { argument in
@@ -34,7 +35,12 @@ func onNewThread(_ body: @escaping @Sendable () -> Void) {
         return nil
     }, argument)
     precondition(created == 0, "pthread_create failed")
-    pthread_join(thread, nil)
+    return thread
+}
+
+/// Runs `body` on a new OS thread and waits for it to end.
+func onNewThread(_ body: @escaping @Sendable () -> Void) {
+    pthread_join(startThread(body), nil)
 }
 
 /// A value shared between threads that the tests synchronise explicitly (by joining threads).
