@@ -32,6 +32,27 @@ final class SocketTests: RuntimeTestCase {
         return address
     }
 
+    /// A fiber whose socket calls all complete at once (it feeds itself through a socket pair) must
+    /// still let the other fibers run: it yields after a budget of such calls.
+    func testBusyFiberWhoseCallsCompleteAtOnceLetsOthersRun() throws {
+        try runBoth { _ in
+            let (a, b) = Self.socketPair()
+            let otherRan = Counter()
+            let other = try Fiber.spawn { otherRan.add() }
+            var rounds = 0
+            // Bounded, so that a missing yield fails the assertion instead of hanging.
+            while otherRan.value == 0 && rounds < 100_000 {
+                try Self.sendByte(a, UInt8(truncatingIfNeeded: rounds))
+                XCTAssertEqual(try Self.receiveByte(b), UInt8(truncatingIfNeeded: rounds))
+                rounds += 1
+            }
+            XCTAssertEqual(otherRan.value, 1, "the other fiber never ran while this one did I/O")
+            _ = try other.join()
+            try Fiber.close(a)
+            try Fiber.close(b)
+        }
+    }
+
     func testEchoThroughFibersOverTCP() throws {
         try runBoth { _ in
             let (listener, port) = Self.listener()

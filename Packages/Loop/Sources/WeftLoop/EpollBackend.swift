@@ -120,6 +120,24 @@ final class EpollBackend: LoopBackend {
         return r == -EINPROGRESS ? -EAGAIN : r
     }
 
+    func attemptNow(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32? {
+        let writes: Bool
+        switch op.pointee.kind {
+        case .recv, .recvmsg, .accept: writes = false
+        case .send, .sendmsg: writes = true
+        case .read, .readv, .write, .writev:
+            if op.pointee.offset >= 0 { return nil }
+            writes = op.pointee.kind == .write || op.pointee.kind == .writev
+        default: return nil
+        }
+        let fd = op.pointee.fd
+        guard classify(fd) == 1 else { return nil }
+        let index = Int(fd)
+        if writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty { return nil }
+        let r = attempt(op)
+        return r == -EAGAIN ? nil : r
+    }
+
     private func waitable(_ op: UnsafeMutablePointer<LoopOperation>, writes: Bool, loop: Loop) {
         let fd = op.pointee.fd
         let nature = classify(fd)

@@ -212,6 +212,20 @@ public final class Loop {
         return first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
     }
 
+    /// Completes a descriptor operation at once, without a callback, when the backend can do it
+    /// without waiting and nothing is queued ahead of it on that descriptor (the epoll backend's
+    /// non-blocking sockets and pipes). On success the operation is completed with its result, as if
+    /// its callback had run; otherwise nothing happened and it is to be submitted as usual.
+    /// - Parameter operation: An operation that is not pending and was not cancelled.
+    /// - Returns: Whether the operation completed.
+    package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested { return false }
+        guard let result = backend.attemptNow(operation) else { return false }
+        operation.pointee.rawResult = result
+        operation.pointee.state = .completed
+        return true
+    }
+
     /// Cancels an operation. Idempotent, and valid in every state: before submission (the submission
     /// then completes with ECANCELED), while pending (it completes with ECANCELED, or with its natural
     /// result if it finished first), and after completion (nothing happens). Only from the loop's

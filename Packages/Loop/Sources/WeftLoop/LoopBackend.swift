@@ -29,6 +29,10 @@ package protocol LoopBackend: AnyObject {
     /// directly, so a callback never runs inside `submit`.
     func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop)
 
+    /// Performs a descriptor operation at once when it can complete without waiting and nothing is
+    /// queued ahead of it on that descriptor: its result (not `-EAGAIN`), or `nil` to submit it.
+    func attemptNow(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32?
+
     /// Cancels a pending operation: it must complete exactly once, with ECANCELED or its natural
     /// result if that won the race.
     func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop)

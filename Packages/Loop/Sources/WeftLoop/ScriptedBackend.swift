@@ -47,6 +47,9 @@ final class ScriptedBackend: LoopBackend {
         self.remote = remote
     }
 
+    /// Every completion is the script's to deliver.
+    func attemptNow(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32? { nil }
+
     var pollDescriptor: Int32 { remote.eventDescriptor }
     /// Timers are the script's to deliver, like every other completion.
     func keepsTimerInLoop(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { false }

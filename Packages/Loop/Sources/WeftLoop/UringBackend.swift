@@ -78,6 +78,10 @@ final class UringBackend: LoopBackend {
 
     var pollDescriptor: Int32 { ring.pointee.ring_fd }
 
+    /// The kernel tries the call when the entry is submitted; trying it here as well would let a
+    /// later call overtake one still in the ring.
+    func attemptNow(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32? { nil }
+
     /// Relative and monotonic timers are the loop's (a heap and one wait timeout cost far less than a
     /// kernel timeout entry each); absolute deadlines on the realtime and boottime clocks stay kernel
     /// timeouts, which follow changes to those clocks.

@@ -50,6 +50,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @exclusivity(unchecked) var action: Action = .none
     @exclusivity(unchecked) var hopTarget: Executor?
     @exclusivity(unchecked) private var dispatches = 0
+    /// Fiber operations that may still complete at once, without a park, before the running fiber
+    /// yields (see ``Fiber/perform(_:)``).
+    @exclusivity(unchecked) var immediateBudget = Executor.immediateLimit
+    /// How many operations in a row complete without a park before a fiber yields.
+    static let immediateLimit = 32
 
     init(index: Int, runtime: Runtime, loop: Loop, shared: Bool) {
         self.index = index
@@ -385,6 +390,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         }
         current = fiber
         action = .none
+        immediateBudget = Executor.immediateLimit
         resumer.switch(to: fiber.context!)
         current = nil
         switch action {

@@ -84,7 +84,18 @@ public enum Fiber {
             throw FiberError.notInFiber(operation: operation.kind.name)
         }
         try fiber.checkCancellation()
-        try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) in
+        let done = try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) -> Bool in
+            // A socket call that can complete now (epoll: data already there, room to write) does,
+            // without a park; after a budget of those in a row the fiber yields, so a busy fiber
+            // cannot starve the others or the loop.
+            if executor.loop.completeNow(op) {
+                executor.immediateBudget -= 1
+                if executor.immediateBudget <= 0 {
+                    executor.immediateBudget = Executor.immediateLimit
+                    fiber.yieldNow()
+                }
+                return true
+            }
             fiber.pendingOp = op
             fiber.ioExecutor.store(executor.index + 1, ordering: .sequentiallyConsistent)
             do throws(LoopError) {
@@ -97,7 +108,9 @@ public enum Fiber {
             // A cancel that came before `ioExecutor` was published did not see the operation.
             if fiber.cancelPending { executor.loop.cancel(op) }
             fiber.park()
+            return false
         }
+        if done { return try operation.get() }
         let result = operation.result
         if result == -ECANCELED && fiber.cancelPending {
             fiber.markDelivered()

@@ -225,6 +225,16 @@ class FiberCore: @unchecked Sendable {
 
     // MARK: Park and wake
 
+    /// Puts the running fiber at the back of its executor's run queue and switches out; it
+    /// continues when the scheduler picks it again (possibly on another executor).
+    func yieldNow() {
+        let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
+            e.action = .yield
+            return e.resumer
+        }
+        context!.switch(to: target)
+    }
+
     /// Switches out of the running fiber until ``wake(_:)``; returns on whatever executor resumes
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
     func park() {
