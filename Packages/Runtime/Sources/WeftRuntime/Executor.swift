@@ -339,21 +339,15 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 
-    /// The longest an idle executor waits in its loop before it looks at its queues again. Wakes are
-    /// not meant to need it (see ``sleep()``), but a rare stall on io_uring with several executors,
-    /// whose cause is not found yet (Docs/Runtime.md), recovers at the next look instead of hanging.
-    static let idleWaitLimit = Duration.milliseconds(50)
-
-    /// Waits in the loop until a completion or a wake, or ``idleWaitLimit``. The flag is raised
-    /// before the queues are checked again, and pushers check the flag after queueing, so no wake is
-    /// lost.
+    /// Waits in the loop until a completion or a wake. The flag is raised before the queues are
+    /// checked again, and pushers check the flag after queueing, so no wake is lost.
     private func sleep() {
         sleeping.store(true, ordering: .sequentiallyConsistent)
         runtime.sleepers.add(1, ordering: .sequentiallyConsistent)
         if queued.load(ordering: .sequentiallyConsistent) == 0 && inboxCount.load(ordering: .sequentiallyConsistent) == 0
             && !runtime.hasInjected && !runtime.isStopping
         {
-            try? loop.run(.timeout(Executor.idleWaitLimit))
+            try? loop.run(.once)
         }
         runtime.sleepers.subtract(1, ordering: .sequentiallyConsistent)
         sleeping.store(false, ordering: .sequentiallyConsistent)
