@@ -196,13 +196,6 @@ class FiberCore: @unchecked Sendable {
     @inline(__always)
     private func unlockHook() { hookLock.store(false, ordering: .releasing) }
 
-    private func readHook() -> CancelHook? {
-        lockHook()
-        let value = hookValue
-        unlockHook()
-        return value
-    }
-
     /// Installs what cancellation does while the fiber waits (not inside a shield), and runs it
     /// at once if a cancellation is already pending.
     func setHook(_ value: CancelHook) {
