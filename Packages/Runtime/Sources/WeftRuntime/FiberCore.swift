@@ -218,26 +218,26 @@ class FiberCore: @unchecked Sendable {
 
     // MARK: Park and wake
 
-    /// Puts the running fiber at the back of its executor's run queue and switches out; it
-    /// continues when the scheduler picks it again (possibly on another executor).
-    func yieldNow() {
+    /// Switches the running fiber out with `action`, to the next fiber of its executor or to the
+    /// scheduler, and returns when it is resumed (possibly on another executor), after finishing
+    /// the switch there.
+    @inline(__always)
+    func switchOut(_ action: Executor.Action) {
         let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
-            e.action = .yield
-            return e.resumer
+            e.switchTarget(after: self, action: action)
         }
         context!.switch(to: target)
+        // Read the executor afresh: the fiber may have been resumed by another one.
+        Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
     }
+
+    /// Puts the running fiber at the back of its executor's run queue and switches out; it
+    /// continues when the scheduler picks it again (possibly on another executor).
+    func yieldNow() { switchOut(.yield) }
 
     /// Switches out of the running fiber until ``wake(_:)``; returns on whatever executor resumes
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
-    func park() {
-        let executor = Executor.currentUnmanaged!
-        let target = executor._withUnsafeGuaranteedRef { e in
-            e.action = .park
-            return e.resumer
-        }
-        context!.switch(to: target)
-    }
+    func park() { switchOut(.park) }
 
     /// Makes a parked fiber runnable, or, if it has not finished parking, makes its park return at
     /// once. Any thread.
@@ -303,6 +303,7 @@ let fiberOperationCallback: LoopCallback = { _, context in
 
 /// Every fiber context starts here, on its own stack.
 let fiberEntry: ExecutionContext.Entry = { _, argument in
+    Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
     let fiber = Unmanaged<FiberCore>.fromOpaque(argument!)
     runFiberBody(fiber)
     // Nothing on this stack may hold a reference past this point: the stack is never unwound.
@@ -316,10 +317,33 @@ private func runFiberBody(_ fiber: Unmanaged<FiberCore>) {
 
 @inline(never)
 private func exitFiber(_ fiber: Unmanaged<FiberCore>) -> Never {
+    // The joiner can run as soon as the result is published; the stack and the fiber's own
+    // reference are let go by whatever runs next, once this stack is left for good.
+    fiber._withUnsafeGuaranteedRef { $0.complete() }
     let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
-        e.action = .finish
-        return e.resumer
+        fiber._withUnsafeGuaranteedRef { e.switchTarget(after: $0, action: .finish) }
     }
     let me = fiber._withUnsafeGuaranteedRef { $0.context! }
     me.exit(to: target)
+}
+
+extension FiberCore {
+    /// Publishes the end of the fiber's body: tells its group, and wakes its joiner.
+    @inline(never)  // May take a `Mutex`: see the note on `cancel(timeout:)`.
+    func complete() {
+        if let group {
+            self.group = nil
+            group.childFinished(self)
+        }
+        let old = completion.exchange(Completion.finished, ordering: .acquiringAndReleasing)
+        if old == Completion.waiting {
+            if let waiter = waiterFiber {
+                waiterFiber = nil
+                FiberCore.wake(waiter)
+            } else if let continuation = waiterContinuation {
+                waiterContinuation = nil
+                continuation.resume()
+            }
+        }
+    }
 }

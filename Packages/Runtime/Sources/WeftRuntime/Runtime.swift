@@ -116,7 +116,8 @@ public final class Runtime: @unchecked Sendable {
     /// A one-line summary of the scheduler state, for diagnosing a hang (racy snapshot).
     package var debugState: String {
         let parts = executors.map { e in
-            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed))"
+            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed)) "
+                + "inbox=\(e.inboxCount.load(ordering: .relaxed)) cancelsTaken=\(e.cancelsTaken.load(ordering: .relaxed))"
         }
         return "live=\(live.load(ordering: .relaxed)) injected=\(injectedCount.load(ordering: .relaxed)) "
             + "stopping=\(isStopping) " + parts.joined(separator: " ")
