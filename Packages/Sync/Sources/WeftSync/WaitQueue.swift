@@ -65,6 +65,15 @@ package struct WaitQueue: @unchecked Sendable {
         return .waiting
     }
 
+    /// Appends a node claimed from a primitive's queue to a detached list of waiters to wake
+    /// (``wakeAll()``). The node counts as unlinked: a select arm that unregisters it afterwards
+    /// must not touch the primitive's queue (which it would corrupt, dropping other waiters).
+    @inlinable
+    package mutating func appendClaimed(_ node: UnsafeMutablePointer<WaitNode>) {
+        append(node)
+        node.pointee.linked = false
+    }
+
     /// Unlinks `node` if it is still linked (idempotent).
     @inlinable
     package mutating func remove(_ node: UnsafeMutablePointer<WaitNode>) {
@@ -114,7 +123,7 @@ package struct WaitQueue: @unchecked Sendable {
         while let node = head {
             remove(node)
             if closed { node.pointee.closed = true }
-            if node.pointee.claim() { claimed.append(node) }
+            if node.pointee.claim() { claimed.appendClaimed(node) }
         }
         return claimed
     }
