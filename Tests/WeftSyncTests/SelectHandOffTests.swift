@@ -3,8 +3,8 @@ import WeftSync
 import XCTest
 
 final class SelectHandOffTests: SyncTestCase {
-    /// A select arm served by a hand-off (a semaphore permit, a notification to all) unregisters
-    /// afterwards: that must not drop the waiters queued behind it.
+    /// A select arm served by a hand-off (a semaphore permit, a notification to all, a broadcast
+    /// message) unregisters afterwards: that must not drop the waiters queued behind it.
     func testWaitersQueuedBehindAServedSelectArmStayQueued() throws {
         try runBoth { _ in
             let semaphore = Semaphore(permits: 0)
@@ -29,6 +29,14 @@ final class SelectHandOffTests: SyncTestCase {
             XCTAssertEqual(notify.waiterCount, 1)
             notify.notifyAll()
             try later.join()
+
+            let broadcast = BroadcastChannel<Int>(capacity: 4)
+            let early = broadcast.subscribe()
+            let reader = try Fiber.spawn { try select(early.onReceive(), idle.onReceive()) }
+            try Self.until { broadcast.waiterCount == 1 }
+            try broadcast.send(1)
+            XCTAssertEqual(try reader.join(), 1)
+            XCTAssertEqual(broadcast.waiterCount, 0)
         }
     }
 }
