@@ -127,6 +127,29 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; in each case the value was not delivered.
     @inlinable
     public func send(_ value: Element, timeout: Duration?) throws {
+        // The fast path, one lock round: buffer space and no parked receiver (the steady state of
+        // a busy buffered channel), or a parked receiver to hand the value to.
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        let sent = state.withLock { state -> Bool in
+            if state.closed { return false }
+            if state.receivers.head == nil {
+                if state.count == state.capacity { return false }
+                state.push(value)
+                return true
+            }
+            return state.give(value, &wake)
+        }
+        if sent {
+            if let wake { Parking.wake(wake) }
+            return
+        }
+        try sendSlowly(value, timeout: timeout)
+    }
+
+    /// The rest of ``send(_:timeout:)``: closed, or a wait for space or a receiver.
+    @inlinable
+    @inline(never)
+    func sendSlowly(_ value: Element, timeout: Duration?) throws {
         var value = value
         var wake: UnsafeMutablePointer<Parking>? = nil
         var closedNow = false
@@ -180,6 +203,24 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; no value was taken in each case.
     @inlinable
     public func receive(timeout: Duration?) throws -> Element {
+        // The fast path, one lock round: a buffered value and no parked sender to move in, so
+        // nobody is woken; otherwise `take` serves parked senders too.
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        let value = state.withLock { state -> Element? in
+            if state.count > 0 && state.senders.head == nil { return state.pop() }
+            return state.take(&wake)
+        }
+        if let value {
+            if let wake { Parking.wake(wake) }
+            return value
+        }
+        return try receiveSlowly(timeout: timeout)
+    }
+
+    /// The rest of ``receive(timeout:)``: closed, or a wait for a value.
+    @inlinable
+    @inline(never)
+    func receiveSlowly(timeout: Duration?) throws -> Element {
         var received: Element? = nil
         var wake: UnsafeMutablePointer<Parking>? = nil
         _ = try withUnsafeMutablePointer(to: &received) { pointer throws -> Bool in
