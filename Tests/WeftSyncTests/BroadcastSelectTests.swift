@@ -86,4 +86,42 @@ final class BroadcastSelectTests: SyncTestCase {
             XCTAssertEqual(try late.tryReceive(), 3)
         }
     }
+
+    /// Selects on a subscriber are cancelled at random while messages arrive: the subscriber
+    /// still reads every message once, in order (an arm that did not win took nothing).
+    func testCancelledBroadcastSelectsSkipNothing() throws {
+        try runBoth { _ in
+            let broadcast = BroadcastChannel<Int>(capacity: 512)
+            let subscriber = broadcast.subscribe()
+            let idle = Channel<Int>()
+            let sender = try Fiber.spawn {
+                for value in 0..<400 {
+                    try broadcast.send(value)
+                    if value % 2 == 0 { try Fiber.yield() }
+                }
+                broadcast.close()
+            }
+            var read: [Int] = []
+            var closed = false
+            while !closed {
+                let reader = try Fiber.spawn { () -> Int?? in
+                    do {
+                        return .some(try select(subscriber.onReceive(), idle.onReceive().map { _ in -1 }))
+                    } catch is CancellationError {
+                        return .none
+                    }
+                }
+                if Bool.random() { try Fiber.yield() }
+                reader.cancel()
+                switch try reader.join() {
+                case .some(.some(let value)): read.append(value)
+                case .some(.none): closed = true
+                case .none: break
+                }
+            }
+            try sender.join()
+            XCTAssertEqual(read, Array(0..<400))
+            XCTAssertEqual(broadcast.waiterCount, 0)
+        }
+    }
 }

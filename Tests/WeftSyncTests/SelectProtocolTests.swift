@@ -139,3 +139,97 @@ final class PublicSelectProtocolTests: SyncTestCase {
         }
     }
 }
+
+/// An outside waitable that pairs waiters, like a channel: a rendezvous point where a give arm
+/// meets a take arm. A pairing arm claims its own select first, then a peer from another select
+/// (``SelectWaiterQueue/claimFirst(excluding:)``); if every queued peer was stale it gives its claim
+/// back and asks for a retry.
+final class Rendezvous: Sendable {
+    struct State: @unchecked Sendable {
+        var givers = SelectWaiterQueue()
+        var takers = SelectWaiterQueue()
+        var slots: [SelectWaiter: Mailbox.Slot] = [:]
+    }
+    let state = Synchronization.Mutex(State())
+
+    var queued: Int { state.withLock { $0.givers.count + $0.takers.count } }
+
+    /// Pairs `waiter` with a peer of `peers`, or queues it in `own`; `exchange` moves the value
+    /// between the two slots.
+    static func register(
+        _ waiter: SelectWaiter, _ slot: Mailbox.Slot, state: inout State,
+        peers: WritableKeyPath<State, SelectWaiterQueue>, own: WritableKeyPath<State, SelectWaiterQueue>,
+        exchange: (_ mine: Mailbox.Slot, _ peer: Mailbox.Slot) -> Void
+    ) -> (SelectRegistration, SelectWaiter?) {
+        if state[keyPath: peers].hasWaiter(excluding: waiter) {
+            guard waiter.claim() else { return (.lost, nil) }
+            if let peer = state[keyPath: peers].claimFirst(excluding: waiter) {
+                XCTAssertFalse(peer.isSameSelect(as: waiter))
+                exchange(slot, state.slots.removeValue(forKey: peer)!)
+                return (.completed, peer)
+            }
+            waiter.unclaim()
+            return (.retry, nil)
+        }
+        state[keyPath: own].append(waiter)
+        state.slots[waiter] = slot
+        return (.registered, nil)
+    }
+
+    func unregister(_ waiter: SelectWaiter, from queue: WritableKeyPath<State, SelectWaiterQueue>) {
+        state.withLock { state in
+            state[keyPath: queue].remove(waiter)
+            state.slots[waiter] = nil
+        }
+    }
+
+    struct Give: SelectArm {
+        let point: Rendezvous
+        let slot: Mailbox.Slot
+        init(point: Rendezvous, value: Int) {
+            self.point = point
+            slot = Mailbox.Slot()
+            slot.value = value
+        }
+        func register(_ waiter: SelectWaiter) -> SelectRegistration {
+            let (outcome, peer) = point.state.withLock { state in
+                Rendezvous.register(waiter, slot, state: &state, peers: \.takers, own: \.givers) { $1.value = $0.value }
+            }
+            peer?.wake()
+            return outcome
+        }
+        func unregister(_ waiter: SelectWaiter) { point.unregister(waiter, from: \.givers) }
+        func finish(_ waiter: SelectWaiter) throws -> Int? { nil }
+    }
+
+    struct Take: SelectArm {
+        let point: Rendezvous
+        let slot = Mailbox.Slot()
+        func register(_ waiter: SelectWaiter) -> SelectRegistration {
+            let (outcome, peer) = point.state.withLock { state in
+                Rendezvous.register(waiter, slot, state: &state, peers: \.givers, own: \.takers) { $0.value = $1.value }
+            }
+            peer?.wake()
+            return outcome
+        }
+        func unregister(_ waiter: SelectWaiter) { point.unregister(waiter, from: \.takers) }
+        func finish(_ waiter: SelectWaiter) throws -> Int? { slot.value }
+    }
+}
+
+final class PairingSelectProtocolTests: SyncTestCase {
+    func testAPairingWaitableSkipsItsOwnSelect() throws {
+        try runBoth { _ in
+            let point = Rendezvous()
+            // One select offers both sides: they must not meet each other.
+            let both = try Fiber.spawn { () -> Int? in
+                try select(SelectCase(Rendezvous.Give(point: point, value: 1)), SelectCase(Rendezvous.Take(point: point)))
+            }
+            try Self.until { point.queued == 2 }
+            // A plain giver from another select pairs with the waiting take arm.
+            XCTAssertNil(try select(SelectCase(Rendezvous.Give(point: point, value: 7))))
+            XCTAssertEqual(try both.join(), 7)
+            XCTAssertEqual(point.queued, 0)
+        }
+    }
+}

@@ -63,8 +63,19 @@ public struct SelectWaiterQueue: @unchecked Sendable {
     /// Unlinks waiters from the front until one is claimed and returns it; waiters whose select
     /// was already won elsewhere (another arm, a cancellation, a timeout) are dropped on the way.
     /// Wake the returned waiter with ``SelectWaiter/wake()`` once the lock is released.
+    /// - Parameter excluding: A waiter whose select's arms are skipped and stay queued (an arm
+    ///   that pairs with the queue's waiters during its own registration must not meet its own
+    ///   select), or `nil`.
     /// - Returns: The claimed waiter, or `nil` if none could be claimed.
-    public mutating func claimFirst() -> SelectWaiter? { queue.claimFirst().map(SelectWaiter.init(node:)) }
+    public mutating func claimFirst(excluding: SelectWaiter? = nil) -> SelectWaiter? {
+        queue.claimFirst(excluding: excluding?.node.pointee.parking).map(SelectWaiter.init(node:))
+    }
+
+    /// Whether a waiter of another select than `excluding`'s is queued (it may be stale: claiming
+    /// it may still fail). A pairing arm checks this before claiming its own select.
+    /// - Parameter excluding: The asking arm's waiter, or `nil`.
+    /// - Returns: Whether such a waiter is queued.
+    public func hasWaiter(excluding: SelectWaiter?) -> Bool { queue.hasWaiter(excluding: excluding?.node.pointee.parking) }
 
     /// Claims every queued waiter and returns them as a detached queue, to wake with ``wakeAll()``
     /// once the lock is released.
