@@ -112,6 +112,23 @@ final class PublicSelectProtocolTests: SyncTestCase {
         }
     }
 
+    func testAnOutsideWaitableSelectedFromAThread() throws {
+        try runBoth { _ in
+            let mailbox = Mailbox()
+            let got = Bag()
+            let done = Self.thread {
+                for _ in 0..<50 { got.add(try! select(mailbox.selectCase(), timeout: .seconds(30))) }
+            }
+            for value in 0..<50 {
+                mailbox.post(value)
+                if value % 5 == 0 { try Fiber.yield() }
+            }
+            try done.wait()
+            XCTAssertEqual(got.all, Array(0..<50))
+            XCTAssertEqual(mailbox.queued, 0)
+        }
+    }
+
     func testOutsideWaitableConservesItemsUnderCancellation() throws {
         try runBoth { _ in
             let mailbox = Mailbox()

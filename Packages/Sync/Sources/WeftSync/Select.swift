@@ -20,8 +20,15 @@ public struct SelectWaiter: Hashable, @unchecked Sendable {
 
     /// Gives back a claim this arm took itself during ``SelectArm/register(_:)`` when, still under
     /// its waitable's lock, there turned out to be nothing to consume (register then returns
-    /// ``SelectRegistration/retry``). Never valid anywhere else.
-    public func unclaim() { node.pointee.parking.pointee.state.store(Parking.Claim.waiting, ordering: .releasing) }
+    /// ``SelectRegistration/retry``). Never valid anywhere else: calling it when the select is
+    /// not claimed for this arm stops the program with a message naming the call.
+    public func unclaim() {
+        let parking = node.pointee.parking
+        let given = parking.pointee.state.compareExchange(
+            expected: node.pointee.code, desired: Parking.Claim.waiting, ordering: .releasing
+        ).exchanged
+        precondition(given, "SelectWaiter.unclaim: the select is not claimed for this arm")
+    }
 
     /// Resumes the select after a peer's successful ``claim()``. Call it once, outside the
     /// waitable's lock; the waiter may be gone right after.
