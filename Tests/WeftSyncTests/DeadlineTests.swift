@@ -6,6 +6,12 @@ final class DeadlineTests: SyncTestCase {
     func testRwLockDeadlines() throws {
         try runBoth { _ in
             let lock = RwLock()
+            // A deadline already past still tries once.
+            let past = ContinuousClock.now - .seconds(1)
+            try lock.readLock(deadline: past)
+            try lock.readUnlock()
+            try lock.writeLock(deadline: past)
+            try lock.writeUnlock()
             try lock.writeLock()
             let soon = ContinuousClock.now + .milliseconds(5)
             let reader = try Fiber.spawn { () -> SyncError? in
@@ -86,6 +92,7 @@ final class DeadlineTests: SyncTestCase {
 
     func testBarrierDeadlines() throws {
         try runBoth { _ in
+            XCTAssertTrue(try Barrier(parties: 1).wait(deadline: .now - .seconds(1)))
             let barrier = Barrier(parties: 2)
             XCTAssertThrowsError(try barrier.wait(deadline: .now + .milliseconds(5))) {
                 XCTAssertEqual($0 as? SyncError, .timedOut(operation: "Barrier.wait"))
