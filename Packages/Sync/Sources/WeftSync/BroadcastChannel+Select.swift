@@ -59,11 +59,12 @@ extension BroadcastChannel.Subscriber: Selectable {
         while true {
             try Task.checkCancellation()
             let parking = AsyncParking()
-            let node = SelectValue(WaitNode(parking: parking.parking, code: Parking.Claim.firstSignal))
+            let wait = AsyncWaitNode<Void>(parking: parking.parking, slot: ())
+            defer { wait.free() }
             let ready = channel.state.withLock { state -> Step? in
                 let next = step(&state)
                 if case .empty = next {
-                    state.waiters.append(node.pointer)
+                    state.waiters.append(wait.node)
                     return nil
                 }
                 return next
@@ -71,7 +72,7 @@ extension BroadcastChannel.Subscriber: Selectable {
             if let ready { return try result(ready) }
             let outcome = await parking.park()
             if outcome < Parking.Claim.firstSignal {
-                channel.state.withLock { $0.waiters.remove(node.pointer) }
+                channel.state.withLock { $0.waiters.remove(wait.node) }
                 throw CancellationError()
             }
             // Woken by a send or the close: the next step finds it.

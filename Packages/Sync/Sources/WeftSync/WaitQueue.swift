@@ -188,3 +188,33 @@ func blockingWait(
         }
     }
 }
+
+/// A waiter node and a hand-over slot for an async wait, in one allocation: an async function
+/// cannot keep them on a stack across its suspension, and boxing each costs two allocations.
+struct AsyncWaitNode<Slot> {
+    let node: UnsafeMutablePointer<WaitNode>
+    let slot: UnsafeMutablePointer<Slot>
+    private let raw: UnsafeMutableRawPointer
+
+    /// - Parameters:
+    ///   - parking: The waiter's parking.
+    ///   - slot: The slot's initial value.
+    init(parking: UnsafeMutablePointer<Parking>, slot initial: Slot) {
+        let alignment = MemoryLayout<Slot>.alignment
+        let offset = (MemoryLayout<WaitNode>.stride + alignment - 1) / alignment * alignment
+        raw = UnsafeMutableRawPointer.allocate(
+            byteCount: offset + MemoryLayout<Slot>.size, alignment: max(MemoryLayout<WaitNode>.alignment, alignment))
+        slot = (raw + offset).bindMemory(to: Slot.self, capacity: 1)
+        slot.initialize(to: initial)
+        node = raw.bindMemory(to: WaitNode.self, capacity: 1)
+        node.initialize(to: WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: UnsafeMutableRawPointer(slot)))
+    }
+
+    /// Frees both, once the node is out of every queue.
+    func free() {
+        node.deinitialize(count: 1)
+        slot.deinitialize(count: 1)
+        raw.deallocate()
+    }
+}
+
