@@ -157,6 +157,7 @@ enum Enqueued: Sendable {
 ///   - operation: Named in ``SyncError/timedOut(operation:)``.
 ///   - timeout: `nil` waits without limit.
 ///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
+///   - triedAlready: The caller's own fast path just tried to complete: skip the first pass.
 ///   - tag: Stored in the node for the primitive.
 ///   - slot: Stored in the node for hand-over.
 ///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
@@ -167,13 +168,13 @@ enum Enqueued: Sendable {
 /// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
 @inlinable
 func blockingWait(
-    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, triedAlready: Bool = false, tag: UInt = 0,
     slot: UnsafeMutableRawPointer? = nil,
     enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
     dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
 ) throws -> Bool {
     // First pass without a node: most calls complete here, with no parking set up.
-    if case .done = enqueue(nil) { return false }
+    if !triedAlready, case .done = enqueue(nil) { return false }
     if cancellable { try Parking.checkCancellation() }
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
