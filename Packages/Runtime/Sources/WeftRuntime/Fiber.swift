@@ -41,8 +41,9 @@ public enum Fiber {
     ///   ``Runtime/spawn(_:)`` there).
     @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let fiber = try FiberCore.spawnHere { TypedFiber(runtime: $0, body: body) }
-        return JoinHandle(fiber: unsafeDowncast(fiber, to: TypedFiber<T>.self))
+        let fiber = FiberCore.make(body)
+        try FiberCore.spawnHere(fiber)
+        return JoinHandle(fiber: fiber)
     }
 
     /// Lets the other runnable fibers run, then continues (possibly on another executor).

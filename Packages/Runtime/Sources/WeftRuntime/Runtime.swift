@@ -144,7 +144,7 @@ public final class Runtime: @unchecked Sendable {
         var loops: [Loop] = []
         for _ in 0..<count { loops.append(try Loop(options: options.loop)) }
         let runtime = Runtime(options: options, loops: loops)
-        let root = TypedFiber(runtime: runtime, body: body)
+        let root = FiberCore.make(body)
         runtime.admit(root)
         runtime.executors[0].push(root)
         var threads: [pthread_t] = []
@@ -165,14 +165,15 @@ public final class Runtime: @unchecked Sendable {
         runtime.executors[0].runScheduler()
         for thread in threads { pthread_join(thread, nil) }
         for executor in runtime.executors { try? executor.loop.close() }
-        return try root.result!.get()
+        return try root.takeResult(T.self).get()
     }
 
     // MARK: Fibers
 
     /// Counts a new fiber and gives it its self-reference (released when it finishes).
     func admit(_ fiber: FiberCore) {
-        live.add(1, ordering: .relaxed)
+        fiber.runtime = self
+        live.wrappingAdd(1, ordering: .relaxed)
         _ = Unmanaged.passRetained(fiber)
     }
 
@@ -191,7 +192,8 @@ public final class Runtime: @unchecked Sendable {
     /// - Throws: ``FiberError/runtimeStopped`` once every fiber has finished and the runtime is
     ///   stopping.
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let fiber = TypedFiber(runtime: self, body: body)
+        let fiber = FiberCore.make(body)
+        fiber.runtime = self
         var count = live.load(ordering: .acquiring)
         while true {
             if count & Runtime.stopBit != 0 { throw .runtimeStopped }
@@ -250,7 +252,7 @@ public final class Runtime: @unchecked Sendable {
 
     /// Called by an executor when a fiber has finished; the last one stops the runtime.
     func fiberFinished() {
-        if live.subtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
+        if live.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
         // A spawn from outside may have raised the count again meanwhile: then this is no stop.
         let (stopped, _) = live.compareExchange(expected: 0, desired: Runtime.stopBit, ordering: .sequentiallyConsistent)
         if stopped {
