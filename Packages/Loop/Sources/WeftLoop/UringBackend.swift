@@ -21,6 +21,10 @@ final class UringBackend: LoopBackend {
     private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let batch: UnsafeMutablePointer<Completion>
     @exclusivity(unchecked) private var wakeArmed = false
+    /// Diagnostics for hangs: cancel requests prepared, and their completions by result
+    /// (found, not found, already running, other).
+    @exclusivity(unchecked) private var cancelsPrepared = 0
+    @exclusivity(unchecked) private var cancelOutcomes = (0, 0, 0, 0)
     @exclusivity(unchecked) private var closing = false
 
     /// `user_data` of entries whose completions carry nothing to deliver (cancel requests).
@@ -240,6 +244,7 @@ final class UringBackend: LoopBackend {
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        cancelsPrepared += 1
         io_uring_prep_cancel64(sqe, UInt64(UInt(bitPattern: op)), 0)
         io_uring_sqe_set_data64(sqe, Self.ignoredTag)
     }
@@ -339,7 +344,16 @@ final class UringBackend: LoopBackend {
         let data = completion.data
         var result = completion.result
         // liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
-        if data == Self.ignoredTag || data == UInt64.max { return }
+        if data == Self.ignoredTag {
+            switch result {
+            case 0: cancelOutcomes.0 += 1
+            case -ENOENT: cancelOutcomes.1 += 1
+            case -EALREADY: cancelOutcomes.2 += 1
+            default: cancelOutcomes.3 += 1
+            }
+            return
+        }
+        if data == UInt64.max { return }
         if data == Self.wakeTag {
             _ = weft_eventfd_drain(remote.eventDescriptor)
             remote.acknowledgeWake()
@@ -392,6 +406,16 @@ final class UringBackend: LoopBackend {
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         op.pointee.place = Self.awaitingReadiness
+    }
+
+    /// A racy snapshot of the ring and the backend's queues, for diagnosing a hang.
+    var debugState: String {
+        var backlog = 0
+        var op = backlogHead
+        while let o = op { backlog += 1; op = o.pointee.next }
+        return "sqReady=\(io_uring_sq_ready(ring)) cqReady=\(io_uring_cq_ready(ring)) backlog=\(backlog) "
+            + "pendingCancels=\(pendingCancels.count) cancels=\(cancelsPrepared) "
+            + "found=\(cancelOutcomes.0) notFound=\(cancelOutcomes.1) running=\(cancelOutcomes.2) other=\(cancelOutcomes.3)"
     }
 
     func shutdown() {
