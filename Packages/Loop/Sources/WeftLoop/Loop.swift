@@ -167,6 +167,11 @@ public final class Loop {
         "pending=\(pendingCount) foreign=\(foreignCalls) " + ((backend as? UringBackend)?.debugState ?? "")
     }
 
+    /// The backend's recent history of one operation (debug builds, io_uring), for a hang report.
+    package func debugTrace(of op: UnsafeMutableRawPointer) -> String {
+        (backend as? UringBackend)?.trace(of: op) ?? ""
+    }
+
     /// The number of live thread-pool threads (idle ones exit after ``Options/threadPoolIdleSeconds``).
     package var poolThreadCount: Int { pool.threadCount }
 

@@ -240,14 +240,46 @@ final class UringBackend: LoopBackend {
             return
         }
         op.pointee.place = OperationPlace.kernel
+        trace(.prepare, op, Int32(o.kind.rawValue))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         cancelsPrepared += 1
+        trace(.cancel, op, 0)
         io_uring_prep_cancel64(sqe, UInt64(UInt(bitPattern: op)), 0)
-        io_uring_sqe_set_data64(sqe, Self.ignoredTag)
+        // The completion names its target (never dereferenced: the target may be gone by then).
+        io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)) | Self.cancelTag)
     }
+
+    /// Marks the `user_data` of a cancel request (operation addresses are 8-byte aligned).
+    private static let cancelTag: UInt64 = 4
+
+    /// What the debug trace records about an operation address.
+    enum TraceEvent: UInt8 { case prepare = 1, cancel, completion, cancelCompletion, readiness }
+
+    #if DEBUG
+    private var traceRing = [(UInt8, UInt, Int32)](repeating: (0, 0, 0), count: 8192)
+    private var traceNext = 0
+    private func trace(_ event: TraceEvent, _ op: UnsafeMutableRawPointer?, _ result: Int32) {
+        traceRing[traceNext & 8191] = (event.rawValue, UInt(bitPattern: op), result)
+        traceNext &+= 1
+    }
+    /// The recent history of one operation address (debug builds), oldest first.
+    func trace(of op: UnsafeMutableRawPointer) -> String {
+        let names = ["?", "prepare", "cancel", "completion", "cancelCompletion", "readiness"]
+        var lines: [String] = []
+        let count = min(traceNext, 8192)
+        for i in (traceNext - count)..<traceNext {
+            let (event, address, result) = traceRing[i & 8191]
+            if address == UInt(bitPattern: op) { lines.append("#\(i) \(names[Int(event)]) \(result)") }
+        }
+        return lines.joined(separator: ", ")
+    }
+    #else
+    @inline(__always) private func trace(_ event: TraceEvent, _ op: UnsafeMutableRawPointer?, _ result: Int32) {}
+    func trace(of op: UnsafeMutableRawPointer) -> String { "" }
+    #endif
 
     func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         if op.pointee.place == OperationPlace.backlog {
@@ -344,7 +376,8 @@ final class UringBackend: LoopBackend {
         let data = completion.data
         var result = completion.result
         // liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
-        if data == Self.ignoredTag {
+        if data & Self.cancelTag != 0 {
+            trace(.cancelCompletion, UnsafeMutableRawPointer(bitPattern: UInt(data & ~Self.cancelTag)), result)
             switch result {
             case 0: cancelOutcomes.0 += 1
             case -ENOENT: cancelOutcomes.1 += 1
@@ -353,7 +386,7 @@ final class UringBackend: LoopBackend {
             }
             return
         }
-        if data == UInt64.max { return }
+        if data == Self.ignoredTag || data == UInt64.max { return }
         if data == Self.wakeTag {
             _ = weft_eventfd_drain(remote.eventDescriptor)
             remote.acknowledgeWake()
@@ -369,6 +402,7 @@ final class UringBackend: LoopBackend {
             return
         }
         let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
+        trace(.completion, op, result)
         if op.pointee.place == Self.awaitingReadiness {
             if result < 0 || op.pointee.cancelRequested {
                 loop.complete(op, result: result < 0 ? result : -ECANCELED)
@@ -403,6 +437,7 @@ final class UringBackend: LoopBackend {
             appendBacklog(op)
             return
         }
+        trace(.readiness, op, 0)
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         op.pointee.place = Self.awaitingReadiness

@@ -17,6 +17,11 @@ public struct JoinHandle<T: Sendable>: Sendable {
             + "cancel=\(fiber.cancelBits.load(ordering: .relaxed)) io=\(fiber.ioExecutor.load(ordering: .relaxed)) "
             + "op=\(fiber.pendingOp.map { "\($0.pointee.kind) pending=\($0.pointee.isPending) place=\($0.pointee.place) cancelRequested=\($0.pointee.cancelRequested)" } ?? "-") "
             + "last=\(fiber.lastExecutor?.index ?? -1) pinned=\(fiber.pinned)"
+            + {
+                let io = fiber.ioExecutor.load(ordering: .relaxed)
+                guard io > 0, let op = fiber.pendingOp else { return "" }
+                return " trace[\(fiber.runtime.executors[io - 1].loop.debugTrace(of: UnsafeMutableRawPointer(op)))]"
+            }()
     }
 
     /// Requests cancellation of the fiber: it gets one `CancellationError` at its next suspension
