@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <string.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -194,5 +195,39 @@ int weft_thread_start(void *(*entry)(void *), void *arg) {
 // liburing 2.3 declares io_uring_enable_rings but its shared library does not export it.
 int weft_uring_enable(struct io_uring *ring) {
     int r = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    return r < 0 ? -errno : r;
+}
+
+void weft_prep_accept_multishot(struct io_uring_sqe *sqe, int fd) {
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+}
+void weft_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group, int flags) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, flags);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group;
+}
+int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count, unsigned short group) {
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)entries;
+    reg.ring_entries = count;
+    reg.bgid = group;
+    return io_uring_register_buf_ring(ring, &reg, 0);
+}
+int weft_buf_ring_unregister(struct io_uring *ring, unsigned short group) {
+    return io_uring_unregister_buf_ring(ring, group);
+}
+void weft_buf_ring_init(void *entries) { io_uring_buf_ring_init((struct io_uring_buf_ring *)entries); }
+// Publishes one buffer at the ring's tail (a release store the kernel pairs with its acquire).
+void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned length, unsigned short id) {
+    struct io_uring_buf_ring *br = (struct io_uring_buf_ring *)entries;
+    io_uring_buf_ring_add(br, address, length, id, io_uring_buf_ring_mask(count), 0);
+    io_uring_buf_ring_advance(br, 1);
+}
+// Whether a socket has something to read: 1 (bytes), 0 (end of stream), -EAGAIN, or -errno.
+long weft_recv_peek(int fd) {
+    char byte;
+    long r;
+    do { r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : r;
 }

@@ -87,6 +87,8 @@ public final class Loop {
     @exclusivity(unchecked) private var timers = TimerHeap()
     @exclusivity(unchecked) private var running = false
     @exclusivity(unchecked) private var closing = false
+    /// Provided buffer rings by group id; a slot is free again once its ring is closed.
+    private var bufferRings: [LoopBufferRing?] = []
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.
@@ -173,7 +175,18 @@ public final class Loop {
         operation.pointee.state = .pending
         operation.pointee.next = nil
         operation.pointee.prev = nil
+        operation.pointee.more = false
+        operation.pointee.bufferID = -1
         pendingCount += 1
+        if operation.pointee.kind == .recvMultishot {
+            guard let ring = bufferRing(of: operation) else {
+                // Not this loop's ring, or closed: no ring to count the operation against.
+                operation.pointee.address2 = nil
+                completeLater(operation, result: -EBADF)
+                return
+            }
+            ring.users += 1
+        }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
             return
@@ -311,8 +324,56 @@ public final class Loop {
         running = false
         pool.close()
         backend.shutdown()
+        for ring in bufferRings { ring?.release() }
+        bufferRings = []
         remote.close()
         isClosed = true
+    }
+
+    /// A free buffer group id for a new ring, or nil when all 65536 are taken.
+    func freeBufferGroup() -> UInt16? {
+        if let free = bufferRings.firstIndex(where: { $0 == nil }) { return UInt16(free) }
+        return bufferRings.count < 65536 ? UInt16(bufferRings.count) : nil
+    }
+
+    /// Keeps a new ring until it or the loop is closed.
+    func adopt(_ ring: LoopBufferRing) {
+        let group = Int(ring.group)
+        if group == bufferRings.count { bufferRings.append(ring) } else { bufferRings[group] = ring }
+    }
+
+    /// Drops a ring that is being closed, freeing its group id.
+    func disown(_ ring: LoopBufferRing) {
+        let group = Int(ring.group)
+        if group < bufferRings.count, bufferRings[group] === ring { bufferRings[group] = nil }
+    }
+
+    /// The open ring a multishot receive names, if it is one of this loop's.
+    package func bufferRing(of op: UnsafeMutablePointer<LoopOperation>) -> LoopBufferRing? {
+        let group = Int(op.pointee.mode)
+        guard let raw = op.pointee.address2, group < bufferRings.count, let ring = bufferRings[group],
+            Unmanaged.passUnretained(ring).toOpaque() == raw, !ring.isClosed
+        else { return nil }
+        return ring
+    }
+
+    /// The ring of a multishot receive that passed ``submit(_:callback:context:)`` (it is kept
+    /// open while the receive is pending).
+    package static func acceptedRing(of op: UnsafeMutablePointer<LoopOperation>) -> LoopBufferRing? {
+        guard let raw = op.pointee.address2 else { return nil }
+        return Unmanaged<LoopBufferRing>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Reports one result of a multishot operation that stays armed: runs the callback with
+    /// ``LoopOperation/hasMore`` set, leaving the operation pending. Backends call it while waiting.
+    package func completeMore(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        guard op.pointee.state == .pending else { return }
+        op.pointee.rawResult = result
+        op.pointee.more = true
+        let callback = op.pointee.callback
+        let context = op.pointee.context
+        callback?(UnsafeMutableRawPointer(op), context)
+        op.pointee.more = false
     }
 
     /// Reports a completion now: runs the callback. Backends call it while waiting.
@@ -323,7 +384,9 @@ public final class Loop {
         if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
+        if op.pointee.kind == .recvMultishot, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
         op.pointee.rawResult = r
+        op.pointee.more = false
         op.pointee.state = .completed
         op.pointee.cancelRequested = false
         op.pointee.place = OperationPlace.none

@@ -49,4 +49,19 @@ package protocol LoopBackend: AnyObject {
 
     /// Releases the backend's kernel resources; no call follows.
     func shutdown()
+
+    /// Registers a provided buffer ring (io_uring) under `group`; `entries` is nil for backends where
+    /// the loop picks buffers itself. Returns 0 or -errno.
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32
+
+    /// Unregisters the ring of `group`. Returns 0 or -errno.
+    func unregisterBufferRing(group: UInt16) -> Int32
+}
+
+extension LoopBackend {
+    /// Backends whose buffers the loop picks need no registration.
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32 { 0 }
+
+    /// Backends whose buffers the loop picks need no registration.
+    func unregisterBufferRing(group: UInt16) -> Int32 { 0 }
 }

@@ -32,6 +32,10 @@ public struct LoopOperation {
     /// Where the backend keeps the operation while it is pending (backend-specific).
     package var place: UInt8 = 0
     package var remoteQueued = false
+    /// Set while a multishot operation's callback runs and more callbacks are to come.
+    package var more = false
+    /// The provided buffer a multishot receive filled, or -1.
+    package var bufferID: Int32 = -1
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
@@ -72,6 +76,20 @@ public struct LoopOperation {
 
     /// Whether the operation is submitted and its callback has not run yet.
     public var isPending: Bool { state == .pending }
+
+    /// Whether the callback now running is not the last one for this submission.
+    ///
+    /// Always `false` for single-shot operations. A multishot operation
+    /// (``acceptMultishot(_:)``, ``recvMultishot(_:ring:flags:)``) calls back once per result while it
+    /// stays armed, with `hasMore` set: the operation is still pending, so the callback must not
+    /// submit it again or free it (it may cancel it). The last callback has `hasMore == false`; after
+    /// it the loop no longer uses the operation, as for any single-shot completion.
+    public var hasMore: Bool { more }
+
+    /// The index of the provided buffer that holds the bytes of a ``recvMultishot(_:ring:flags:)``
+    /// callback, or `nil` when the callback carries no bytes (end of stream, an error). The buffer
+    /// belongs to the caller until it is given back with ``LoopBufferRing/release(_:)``.
+    public var bufferIndex: Int? { bufferID < 0 ? nil : Int(bufferID) }
 
     /// The failure, if the operation failed (including ``LoopError/isCancellation``), else `nil`.
     public var error: LoopError? {

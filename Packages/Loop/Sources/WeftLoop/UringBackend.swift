@@ -227,6 +227,8 @@ final class UringBackend: LoopBackend {
                 sqe, o.address?.assumingMemoryBound(to: CChar.self), o.fd, o.address2?.assumingMemoryBound(to: CChar.self))
         case .splice:
             io_uring_prep_splice(sqe, o.fd, o.offset, o.fd2, o.offset2, UInt32(clamping: o.length), o.flags)
+        case .acceptMultishot: weft_prep_accept_multishot(sqe, o.fd)
+        case .recvMultishot: weft_prep_recv_multishot(sqe, o.fd, UInt16(truncatingIfNeeded: o.mode), Int32(bitPattern: o.flags))
         default:
             // An unknown kind still needs exactly one completion; a NOP carries it back as EINVAL.
             io_uring_prep_nop(sqe)
@@ -365,6 +367,11 @@ final class UringBackend: LoopBackend {
             }
             return
         }
+        if op.pointee.isMultishot {
+            deliverMultishot(op, result: result, flags: completion.flags, loop: loop)
+            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+            return
+        }
         switch op.pointee.kind {
         case .timer:
             if result == -ETIME { result = 0 }
@@ -377,6 +384,56 @@ final class UringBackend: LoopBackend {
         }
         loop.complete(op, result: result)
         if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+    }
+
+    /// One completion of a multishot operation. With `IORING_CQE_F_MORE` the operation stays armed
+    /// in the kernel. Without it the kernel is done with it: a success after which nobody asked to
+    /// stop is delivered as one more result and the operation re-armed (the kernel may drop a
+    /// multishot request by itself); anything else is the final callback.
+    private func deliverMultishot(
+        _ op: UnsafeMutablePointer<LoopOperation>, result: Int32, flags: UInt32, loop: Loop
+    ) {
+        let more = flags & UInt32(IORING_CQE_F_MORE) != 0
+        if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
+            let index = Int32(flags >> UInt32(IORING_CQE_BUFFER_SHIFT))
+            op.pointee.bufferID = index
+            Loop.acceptedRing(of: op)?.markHeld(index)
+        } else {
+            op.pointee.bufferID = -1
+        }
+        if more {
+            loop.completeMore(op, result: result)
+            return
+        }
+        if result == -EAGAIN && !op.pointee.cancelRequested && !closing {
+            awaitReadiness(op)
+            return
+        }
+        let success = op.pointee.kind == .acceptMultishot ? result >= 0 : result > 0
+        if success && !op.pointee.cancelRequested && !closing {
+            loop.completeMore(op, result: result)
+            // The callback may have cancelled it; then this is the end, and the kernel has nothing.
+            guard op.pointee.isPending else { return }
+            if op.pointee.cancelRequested {
+                op.pointee.bufferID = -1
+                loop.complete(op, result: -ECANCELED)
+            } else if backlogHead == nil, let sqe = nextEntry() {
+                prepare(sqe, op)
+            } else {
+                appendBacklog(op)
+            }
+            return
+        }
+        loop.complete(op, result: result)
+    }
+
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32 {
+        guard let entries else { return -EINVAL }
+        return weft_buf_ring_register(ring, entries, UInt32(count), group)
+    }
+
+    func unregisterBufferRing(group: UInt16) -> Int32 {
+        weft_buf_ring_unregister(ring, group)
     }
 
     private func awaitReadiness(_ op: UnsafeMutablePointer<LoopOperation>) {

@@ -73,3 +73,13 @@ uint64_t weft_clock_ns(int clock);
 
 int weft_thread_start(void *(*entry)(void *), void *arg);
 int weft_uring_enable(struct io_uring *ring);
+
+// Multishot operations and provided buffer rings. liburing 2.3 has no io_uring_setup_buf_ring, so the
+// loop allocates the ring's page-aligned entries itself and registers them here.
+void weft_prep_accept_multishot(struct io_uring_sqe *sqe, int fd);
+void weft_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group, int flags);
+int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count, unsigned short group);
+int weft_buf_ring_unregister(struct io_uring *ring, unsigned short group);
+void weft_buf_ring_init(void *entries);
+void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned length, unsigned short id);
+long weft_recv_peek(int fd);
