@@ -231,3 +231,9 @@ long weft_recv_peek(int fd) {
     do { r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
     return r < 0 ? -errno : r;
 }
+
+void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts) {
+    op_sqe->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(sqe, ts, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(sqe, 0);
+}

@@ -158,6 +158,10 @@ public final class Loop {
     /// operation's result, ECANCELED if it was cancelled first, or its natural result if it finished
     /// before the cancel took effect. The callback never runs inside `submit`.
     ///
+    /// Multishot operations (``LoopOperation/acceptMultishot(_:)``,
+    /// ``LoopOperation/recvMultishot(_:ring:flags:)``) call back once per result before that final
+    /// callback, each time with ``LoopOperation/hasMore`` set; the final one has it clear.
+    ///
     /// - Parameters:
     ///   - operation: The operation, at an address that stays valid until the callback runs.
     ///   - callback: Runs once when the operation completes.
@@ -177,6 +181,7 @@ public final class Loop {
         operation.pointee.prev = nil
         operation.pointee.more = false
         operation.pointee.bufferID = -1
+        operation.pointee.timedOut = false
         pendingCount += 1
         if operation.pointee.kind == .recvMultishot {
             guard let ring = bufferRing(of: operation) else {
@@ -190,6 +195,16 @@ public final class Loop {
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
             return
+        }
+        if operation.pointee.timeout != 0 {
+            if operation.pointee.kind == .timer {
+                completeLater(operation, result: -EINVAL)
+                return
+            }
+            let deadline = LoopSystem.now(.monotonic) &+ operation.pointee.timeout
+            operation.pointee.deadline = deadline
+            operation.pointee.time = TimeSpec(nanoseconds: deadline)
+            if !backend.enforcesDeadline(operation) { timers.insert(operation) }
         }
         if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
             let deadline = Self.monotonicDeadline(operation)
@@ -315,7 +330,10 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
-        while let op = timers.popFirst() { completeLater(op, result: -ECANCELED) }
+        while let op = timers.popFirst() {
+            // Operations here for their deadline are also the backend's, which cancels them.
+            if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }
+        }
         backend.cancelAll(loop: self)
         running = true
         while pendingCount > 0 {
@@ -385,6 +403,8 @@ public final class Loop {
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
         if op.pointee.kind == .recvMultishot, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
+        if op.pointee.heapIndex >= 0 { timers.remove(op) }
+        if op.pointee.timedOut && (r == -ECANCELED || r == -EINTR) { r = -ETIME }
         op.pointee.rawResult = r
         op.pointee.more = false
         op.pointee.state = .completed
@@ -430,7 +450,13 @@ public final class Loop {
         let now = LoopSystem.now(.monotonic)
         while let first = timers.earliest, first.pointee.deadline <= now {
             _ = timers.popFirst()
-            completeLater(first, result: 0)
+            if first.pointee.kind == .timer {
+                completeLater(first, result: 0)
+            } else if first.pointee.state == .pending && !first.pointee.cancelRequested {
+                // An operation's deadline: cancel it; its completion reports ETIME.
+                first.pointee.timedOut = true
+                cancel(first)
+            }
         }
     }
 

@@ -56,6 +56,10 @@ package protocol LoopBackend: AnyObject {
 
     /// Unregisters the ring of `group`. Returns 0 or -errno.
     func unregisterBufferRing(group: UInt16) -> Int32
+
+    /// Whether the backend enforces this operation's deadline itself (io_uring's linked timeouts);
+    /// otherwise the loop's timer heap cancels it when the deadline passes.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool
 }
 
 extension LoopBackend {
@@ -64,4 +68,7 @@ extension LoopBackend {
 
     /// Backends whose buffers the loop picks need no registration.
     func unregisterBufferRing(group: UInt16) -> Int32 { 0 }
+
+    /// By default the loop's timer heap enforces deadlines.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { false }
 }

@@ -4,7 +4,9 @@
 /// as a raw pointer because C function types cannot name Swift structs; use
 /// ``LoopOperation/pointer(_:)`` to type it) and the context pointer given with it. The loop no longer
 /// uses the operation when the callback runs, so the callback may submit it again, free it, or wake
-/// whoever owns it. Being a C function type, a callback captures nothing and costs no allocation.
+/// whoever owns it; the exception is a multishot callback with ``LoopOperation/hasMore`` set, after
+/// which the operation stays armed. Being a C function type, a callback captures nothing and costs no
+/// allocation.
 public typealias LoopCallback = @convention(c) (
     _ operation: UnsafeMutableRawPointer, _ context: UnsafeMutableRawPointer?
 ) -> Void
@@ -36,6 +38,10 @@ public struct LoopOperation {
     package var more = false
     /// The provided buffer a multishot receive filled, or -1.
     package var bufferID: Int32 = -1
+    /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
+    package var timeout: UInt64 = 0
+    /// Set when the operation's deadline passed before it completed.
+    package var timedOut = false
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
@@ -76,6 +82,29 @@ public struct LoopOperation {
 
     /// Whether the operation is submitted and its callback has not run yet.
     public var isPending: Bool { state == .pending }
+
+    /// This operation with a time limit: if it has not completed `duration` after it is submitted,
+    /// it is cancelled and completes with `ETIME` (``LoopError/code`` `.timeout`) instead of its
+    /// result; if it completes first, the limit is dropped. Exactly one callback either way (a
+    /// multishot operation gets its final callback with `ETIME`). The limit counts from each
+    /// submission, so a re-armed operation gets it afresh.
+    ///
+    /// On io_uring an operation that goes to the kernel gets a linked timeout
+    /// (`IORING_OP_LINK_TIMEOUT`, absolute on the monotonic clock, so waiting for readiness or in the
+    /// backlog does not extend it); anything else, and every operation on epoll, is cancelled by the
+    /// loop's timer heap. An operation that cannot be interrupted once running (one on the thread
+    /// pool) completes with its natural result. Timers take no limit: submitting one with a limit
+    /// completes it with `EINVAL`.
+    /// - Parameter duration: The limit; zero or negative means the deadline has passed at submission.
+    /// - Returns: The operation with the limit set.
+    public func withTimeout(_ duration: Duration) -> LoopOperation {
+        var op = self
+        op.timeout = max(1, TimeSpec(duration).totalNanoseconds)
+        return op
+    }
+
+    /// Whether the operation carries a time limit (``withTimeout(_:)``).
+    public var hasTimeout: Bool { timeout != 0 }
 
     /// Whether the callback now running is not the last one for this submission.
     ///

@@ -123,11 +123,42 @@ final class UringBackend: LoopBackend {
             return
         default: break
         }
-        if backlogHead == nil, let sqe = nextEntry() {
+        if backlogHead == nil, let sqe = entry(for: op) {
             prepare(sqe, op)
         } else {
             appendBacklog(op)
         }
+    }
+
+    /// Operations that go to the kernel get their deadline as a linked timeout; the rest (run by the
+    /// loop or the pool, and multishot ones, which end at their deadline) are the loop's to cancel.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        switch op.pointee.kind {
+        case .ftruncate, .sendfile, .work, .bind, .listen, .timer, .acceptMultishot, .recvMultishot: false
+        default: true
+        }
+    }
+
+    private func linksDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        op.pointee.timeout != 0 && enforcesDeadline(op)
+    }
+
+    /// A submission entry for the operation, with room for its linked timeout after it if it has a
+    /// deadline (a link must not be split across two submissions), or nil when the queue is full.
+    private func entry(for op: UnsafeMutablePointer<LoopOperation>) -> UnsafeMutablePointer<io_uring_sqe>? {
+        if !linksDeadline(op) { return nextEntry() }
+        if io_uring_sq_space_left(ring) < 2 {
+            enableIfNeeded()
+            _ = io_uring_submit(ring)
+            if io_uring_sq_space_left(ring) < 2 { return nil }
+        }
+        return io_uring_get_sqe(ring)
+    }
+
+    /// Links the deadline of an operation just prepared in `sqe` (``entry(for:)`` left room).
+    private func linkDeadline(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
+        weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op))
     }
 
     private func appendBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
@@ -152,7 +183,7 @@ final class UringBackend: LoopBackend {
             pendingCancels.removeLast()
         }
         while let op = backlogHead {
-            guard let sqe = nextEntry() else { return }
+            guard let sqe = entry(for: op) else { return }
             unlinkBacklog(op)
             prepare(sqe, op)
         }
@@ -239,6 +270,7 @@ final class UringBackend: LoopBackend {
         }
         op.pointee.place = OperationPlace.kernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+        linkDeadline(sqe, op)
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
@@ -357,10 +389,14 @@ final class UringBackend: LoopBackend {
             return
         }
         let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
+        if (result == -ECANCELED || result == -EINTR) && linksDeadline(op) && !op.pointee.cancelRequested && !closing {
+            // Nobody cancelled it: its linked timeout did.
+            op.pointee.timedOut = true
+        }
         if op.pointee.place == Self.awaitingReadiness {
             if result < 0 || op.pointee.cancelRequested {
                 loop.complete(op, result: result < 0 ? result : -ECANCELED)
-            } else if let sqe = nextEntry() {
+            } else if let sqe = entry(for: op) {
                 prepare(sqe, op)
             } else {
                 appendBacklog(op)
@@ -442,13 +478,14 @@ final class UringBackend: LoopBackend {
         case .send, .sendmsg, .write, .writev: writes = true
         default: writes = false
         }
-        guard let sqe = nextEntry() else {
+        guard let sqe = entry(for: op) else {
             appendBacklog(op)
             return
         }
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         op.pointee.place = Self.awaitingReadiness
+        linkDeadline(sqe, op)
     }
 
     func shutdown() {
