@@ -1,4 +1,5 @@
 import CWeftAllocationCounter
+import Foundation
 import Glibc
 import SystemPackage
 import WeftLoop
@@ -278,6 +279,52 @@ final class LoopMultishotTests: LoopTestCase {
         XCTAssertEqual(refusedAgain.calls.map(\.result), [-EBADF])
         try other.close()
         XCTAssertTrue(foreign.isClosed, "closing a loop closes its rings")
+    }
+
+    /// Datagrams keep their boundaries, so each one is a completion: with a tiny completion queue the
+    /// kernel stops the receive by itself, and the loop re-arms it without the caller noticing.
+    func testMultishotRecvSurvivesTheKernelDroppingIt() throws {
+        try loop.close()
+        loop = try Loop(options: Loop.Options(entries: 2))
+        let (a, b) = socketPair(type: Int32(SOCK_DGRAM.rawValue))
+        let ring = try LoopBufferRing(loop: loop, count: 64, size: 32)
+        var expected: [UInt8] = []
+        for index in 0..<24 {
+            let message = Array("datagram \(index),".utf8)
+            expected += message
+            XCTAssertEqual(Glibc.send(b, message, message.count, 0), message.count)
+        }
+        let op = make(.recvMultishot(FileDescriptor(a), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        try run { recorder.calls.count >= 24 }
+        XCTAssertEqual(recorder.calls.count, 24)
+        XCTAssertTrue(recorder.calls.allSatisfy { $0.more && $0.result > 0 }, "\(recorder.calls)")
+        XCTAssertEqual(String(decoding: recorder.bytes, as: UTF8.self), String(decoding: expected, as: UTF8.self))
+        loop.cancel(op)
+        try loop.run()
+        XCTAssertEqual(recorder.finals, 1)
+        XCTAssertEqual(recorder.last, .init(result: -ECANCELED, more: false, buffer: nil))
+        try ring.close()
+    }
+
+    /// Another thread cancels through the waker: one final callback, on the loop's thread.
+    func testMultishotAcceptCancelledFromAnotherThread() throws {
+        let (server, port) = listener()
+        let op = make(.acceptMultishot(FileDescriptor(server)))
+        let recorder = MultishotRecorder()
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        _ = connectClient(port)
+        try run { recorder.calls.count >= 1 }
+        struct Target: @unchecked Sendable { let op: UnsafeMutablePointer<LoopOperation> }
+        let target = Target(op: op)
+        let waker = loop.waker
+        let thread = Thread { waker.cancel(target.op) }
+        thread.start()
+        try loop.run()
+        XCTAssertEqual(recorder.calls.count, 2)
+        XCTAssertEqual(recorder.last, .init(result: -ECANCELED, more: false, buffer: nil))
     }
 
     func testBufferRingMisuseIsATypedError() throws {

@@ -1,5 +1,6 @@
 // Cross-thread wake ping-pong between two io_uring loops, the mechanism alone: `wake_pingpong MODE N`
-// runs N round trips (thread A wakes B, B wakes A) and prints `round_trips_per_s=R us_per_wake=W`.
+// runs N round trips (thread A wakes B, B wakes A) and prints `round_trips_per_s=R us_per_wake=W
+// cpu_us_per_round_trip=C` (C: both threads' CPU time, user and system, per round trip).
 // MODE eventfd: each ring watches its own eventfd with a multishot poll, and a wake is a write to
 // the peer's eventfd (what WeftLoop does today). MODE msgring: a wake is an IORING_OP_MSG_RING
 // submitted to the waker's own ring that posts a completion straight into the peer's ring.
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,13 @@ static struct io_uring rings[2];
 static int events[2];
 static pthread_barrier_t ready;
 static double started, finished;
+static double cpu[2];
+
+static double thread_cpu(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_THREAD, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
 
 static void die(const char *what, int err) {
     fprintf(stderr, "wake_pingpong: %s: %s\n", what, strerror(err));
@@ -76,6 +85,7 @@ static void *run(void *arg) {
     if (r < 0) die("io_uring_queue_init_params", -r);
     if (!use_msgring) arm_poll(self);
     pthread_barrier_wait(&ready);
+    double cpu_start = thread_cpu();
     if (self == 0) {
         started = now();
         wake_peer(0);
@@ -102,6 +112,7 @@ static void *run(void *arg) {
         io_uring_cq_advance(&rings[self], count);
     }
     if (self == 0) finished = now();
+    cpu[self] = thread_cpu() - cpu_start;
     // Let the last wake reach the peer before the rings go away.
     io_uring_submit(&rings[self]);
     pthread_barrier_wait(&ready);
@@ -125,6 +136,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, run, (void *)(intptr_t)i);
     for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
     double elapsed = finished - started;
-    printf("round_trips_per_s=%.0f us_per_wake=%.3f\n", rounds / elapsed, elapsed * 1e6 / (2.0 * rounds));
+    printf("round_trips_per_s=%.0f us_per_wake=%.3f cpu_us_per_round_trip=%.3f\n", rounds / elapsed,
+           elapsed * 1e6 / (2.0 * rounds), (cpu[0] + cpu[1]) * 1e6 / rounds);
     return 0;
 }

@@ -27,12 +27,15 @@ private let wakeRounds = 100_000
 /// `loop.c_wake_eventfd_roundtrips_per_s` and `loop.c_wake_msgring_roundtrips_per_s`: the same
 /// ping-pong in C with the bare mechanisms, eventfd against `IORING_OP_MSG_RING` (a completion posted
 /// from one ring into the other), and `loop.wake_msgring_vs_eventfd` their ratio: above 1 would mean
-/// MSG_RING pays. Medians of three interleaved rounds.
+/// MSG_RING pays; the `cpu_us_per_round_trip` figures are both threads' CPU time per round trip.
+/// Medians of three interleaved rounds.
 private func runWakeBenchmark() throws {
     var loopRates: [Double] = []
     var eventfdRates: [Double] = []
     var msgringRates: [Double] = []
     var ratios: [Double] = []
+    var eventfdCPU: [Double] = []
+    var msgringCPU: [Double] = []
     for _ in 0..<3 {
         let program = try Programs.cBaseline("wake_pingpong")
         let eventfd = try Programs.runToCompletion([program, "eventfd", String(wakeRounds)], cpu: nil)
@@ -42,6 +45,8 @@ private func runWakeBenchmark() throws {
         }
         eventfdRates.append(e)
         msgringRates.append(m)
+        eventfdCPU.append(eventfd["cpu_us_per_round_trip"] ?? -1)
+        msgringCPU.append(msgring["cpu_us_per_round_trip"] ?? -1)
         ratios.append(m / e)
         loopRates.append(try loopWakeRate())
     }
@@ -49,6 +54,8 @@ private func runWakeBenchmark() throws {
     report("loop", "c_wake_eventfd_roundtrips_per_s", median(eventfdRates).rounded())
     report("loop", "c_wake_msgring_roundtrips_per_s", median(msgringRates).rounded())
     report("loop", "wake_msgring_vs_eventfd", median(ratios))
+    report("loop", "c_wake_eventfd_cpu_us_per_round_trip", median(eventfdCPU))
+    report("loop", "c_wake_msgring_cpu_us_per_round_trip", median(msgringCPU))
     report("loop", "wake_vs_c_eventfd", median(loopRates) / median(eventfdRates))
 }
 
