@@ -237,3 +237,13 @@ void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *s
     io_uring_prep_link_timeout(sqe, ts, IORING_TIMEOUT_ABS);
     io_uring_sqe_set_data64(sqe, 0);
 }
+
+void weft_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
+int weft_files_register_sparse(struct io_uring *ring, unsigned count) {
+    return io_uring_register_files_sparse(ring, count);
+}
+// Returns the number of slots updated (1) or -errno.
+int weft_files_update(struct io_uring *ring, unsigned slot, int fd) {
+    return io_uring_register_files_update(ring, slot, &fd, 1);
+}
+int weft_descriptor_valid(int fd) { return fcntl(fd, F_GETFD) < 0 ? -errno : 0; }

@@ -89,6 +89,8 @@ public final class Loop {
     @exclusivity(unchecked) private var closing = false
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
     private var bufferRings: [LoopBufferRing?] = []
+    /// Registered files: the descriptor in each slot, -1 for an empty one.
+    private var registeredFiles: [Int32] = []
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.
@@ -192,6 +194,13 @@ public final class Loop {
             }
             ring.users += 1
         }
+        if operation.pointee.fixedSlot >= 0 {
+            let r = resolveRegisteredFile(operation)
+            if r < 0 {
+                completeLater(operation, result: r)
+                return
+            }
+        }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
             return
@@ -247,7 +256,11 @@ public final class Loop {
     /// - Parameter operation: An operation that is not pending and was not cancelled.
     /// - Returns: Whether the operation completed.
     package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
-        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested { return false }
+        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
+            || operation.pointee.fixedSlot >= 0
+        {
+            return false
+        }
         guard let result = backend.attemptNow(operation) else { return false }
         operation.pointee.rawResult = result
         operation.pointee.state = .completed
@@ -348,6 +361,76 @@ public final class Loop {
         isClosed = true
     }
 
+    /// Creates the loop's table of registered files: `count` empty slots. An operation marked
+    /// ``LoopOperation/onRegisteredFile()`` names a slot instead of a descriptor. On io_uring the
+    /// table is the ring's (`io_uring_register_files_sparse`), and the kernel skips looking the
+    /// descriptor up and counting references for each operation; on epoll the loop looks the slot up
+    /// when the operation is submitted, so code runs unchanged on both. Call it once, from the loop's
+    /// thread.
+    /// - Parameter count: The number of slots, 1 to 65536.
+    /// - Throws: ``LoopError`` (`registerFiles`): `EINVAL` for a bad count, `EBUSY` when the table
+    ///   exists already, `EBADF` on a closed loop, or the kernel's error.
+    public func registerFiles(count: Int) throws(LoopError) {
+        if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFiles") }
+        guard count >= 1, count <= 65536 else { throw LoopError(.invalidArgument, operation: "registerFiles") }
+        if !registeredFiles.isEmpty { throw LoopError(.resourceBusy, operation: "registerFiles") }
+        let r = backend.registerFiles(count: count)
+        if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFiles") }
+        registeredFiles = Array(repeating: -1, count: count)
+    }
+
+    /// The number of slots in the registered-file table (0 before ``registerFiles(count:)``).
+    public var registeredFileCount: Int { registeredFiles.count }
+
+    /// Puts a descriptor in a slot of the registered-file table, or empties the slot (`nil`).
+    /// Operations already submitted keep the file they started with. The loop does not own the
+    /// descriptor: keep it open while it is registered (the epoll backend uses it directly), and
+    /// empty the slot before closing it.
+    /// - Parameters:
+    ///   - descriptor: An open descriptor, or `nil` to empty the slot.
+    ///   - slot: The slot, `0..<registeredFileCount`.
+    /// - Throws: ``LoopError`` (`registerFile`): `EINVAL` for a slot out of range (or no table),
+    ///   `EBADF` for a descriptor that is not open or a closed loop, or the kernel's error.
+    public func registerFile(_ descriptor: FileDescriptor?, at slot: Int) throws(LoopError) {
+        if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFile") }
+        guard slot >= 0, slot < registeredFiles.count else { throw LoopError(.invalidArgument, operation: "registerFile") }
+        let fd = descriptor?.rawValue ?? -1
+        if fd != -1 {
+            let valid = fd < 0 ? -EBADF : weft_descriptor_valid(fd)
+            if valid < 0 { throw LoopError(.init(rawValue: -valid), operation: "registerFile") }
+        }
+        let r = backend.updateFile(slot: slot, descriptor: fd)
+        if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFile") }
+        registeredFiles[slot] = fd
+    }
+
+    /// The descriptor in a slot of the registered-file table, or `nil` for an empty slot or one out
+    /// of range.
+    /// - Parameter slot: The slot.
+    /// - Returns: The descriptor registered there.
+    public func registeredFile(at slot: Int) -> FileDescriptor? {
+        guard slot >= 0, slot < registeredFiles.count, registeredFiles[slot] >= 0 else { return nil }
+        return FileDescriptor(rawValue: registeredFiles[slot])
+    }
+
+    /// Checks an operation on a registered file at submission and, where the loop resolves slots
+    /// itself, swaps the slot for the descriptor until completion. Returns 0 or -errno.
+    private func resolveRegisteredFile(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
+        switch op.pointee.kind {
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept, .connect, .shutdown,
+            .fsync, .poll, .acceptMultishot, .recvMultishot:
+            break
+        default:
+            return -EINVAL
+        }
+        let slot = Int(op.pointee.fixedSlot)
+        guard slot < registeredFiles.count else { return registeredFiles.isEmpty ? -EBADF : -EINVAL }
+        let fd = registeredFiles[slot]
+        if fd < 0 { return -EBADF }
+        op.pointee.fd = backend.resolvesRegisteredFiles ? Int32(slot) : fd
+        return 0
+    }
+
     /// A free buffer group id for a new ring, or nil when all 65536 are taken.
     func freeBufferGroup() -> UInt16? {
         if let free = bufferRings.firstIndex(where: { $0 == nil }) { return UInt16(free) }
@@ -404,6 +487,7 @@ public final class Loop {
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
         if op.pointee.kind == .recvMultishot, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
         if op.pointee.heapIndex >= 0 { timers.remove(op) }
+        if op.pointee.fixedSlot >= 0 { op.pointee.fd = op.pointee.fixedSlot }
         if op.pointee.timedOut && (r == -ECANCELED || r == -EINTR) { r = -ETIME }
         op.pointee.rawResult = r
         op.pointee.more = false

@@ -60,6 +60,16 @@ package protocol LoopBackend: AnyObject {
     /// Whether the backend enforces this operation's deadline itself (io_uring's linked timeouts);
     /// otherwise the loop's timer heap cancels it when the deadline passes.
     func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool
+
+    /// Whether operations on registered files keep the slot (the kernel resolves it) rather than
+    /// the descriptor the loop looks up in its table at submission.
+    var resolvesRegisteredFiles: Bool { get }
+
+    /// Creates an empty table of `count` registered files. Returns 0 or -errno.
+    func registerFiles(count: Int) -> Int32
+
+    /// Puts a descriptor in a slot of the table (-1 empties it). Returns 0 or -errno.
+    func updateFile(slot: Int, descriptor: Int32) -> Int32
 }
 
 extension LoopBackend {
@@ -71,4 +81,13 @@ extension LoopBackend {
 
     /// By default the loop's timer heap enforces deadlines.
     func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { false }
+
+    /// By default the loop resolves registered files itself.
+    var resolvesRegisteredFiles: Bool { false }
+
+    /// By default the table is the loop's alone.
+    func registerFiles(count: Int) -> Int32 { 0 }
+
+    /// By default the table is the loop's alone.
+    func updateFile(slot: Int, descriptor: Int32) -> Int32 { 0 }
 }

@@ -55,6 +55,25 @@ extension LoopOperation {
         return op
     }
 
+    /// This operation with its descriptor read as a slot of the loop's registered-file table
+    /// (``Loop/registerFiles(count:)``): `.recv(FileDescriptor(rawValue: 3), ...).onRegisteredFile()`
+    /// receives from the file in slot 3. On io_uring the operation names the slot to the kernel
+    /// (`IOSQE_FIXED_FILE`); on epoll the loop looks the slot up at submission.
+    ///
+    /// Valid for `recv`, `send`, `recvmsg`, `sendmsg`, `read`, `write`, `readv`, `writev`, `accept`,
+    /// `connect`, `shutdown`, `fsync`, `poll` and the multishot operations; any other kind completes
+    /// with `EINVAL`, as does a slot out of range. An empty slot, or a loop with no table, completes
+    /// it with `EBADF`.
+    /// - Returns: The operation, marked.
+    public func onRegisteredFile() -> LoopOperation {
+        var op = self
+        op.fixedSlot = max(0, op.fd)
+        return op
+    }
+
+    /// Whether the operation names a registered-file slot (``onRegisteredFile()``).
+    public var usesRegisteredFile: Bool { fixedSlot >= 0 }
+
     /// Whether the operation is one of the multishot kinds.
     var isMultishot: Bool { kind == .acceptMultishot || kind == .recvMultishot }
 }

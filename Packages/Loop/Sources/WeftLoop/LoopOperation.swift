@@ -42,6 +42,8 @@ public struct LoopOperation {
     package var timeout: UInt64 = 0
     /// Set when the operation's deadline passed before it completed.
     package var timedOut = false
+    /// The registered-file slot the operation names instead of a descriptor, or -1.
+    package var fixedSlot: Int32 = -1
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0

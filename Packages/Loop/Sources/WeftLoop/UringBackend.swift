@@ -270,7 +270,20 @@ final class UringBackend: LoopBackend {
         }
         op.pointee.place = OperationPlace.kernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+        if o.fixedSlot >= 0 { weft_sqe_fixed_file(sqe) }
         linkDeadline(sqe, op)
+    }
+
+    /// The kernel resolves registered-file slots (`IOSQE_FIXED_FILE`).
+    var resolvesRegisteredFiles: Bool { true }
+
+    func registerFiles(count: Int) -> Int32 {
+        weft_files_register_sparse(ring, UInt32(count))
+    }
+
+    func updateFile(slot: Int, descriptor: Int32) -> Int32 {
+        let r = weft_files_update(ring, UInt32(slot), descriptor)
+        return r < 0 ? r : 0
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
@@ -484,6 +497,7 @@ final class UringBackend: LoopBackend {
         }
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+        if op.pointee.fixedSlot >= 0 { weft_sqe_fixed_file(sqe) }
         op.pointee.place = Self.awaitingReadiness
         linkDeadline(sqe, op)
     }

@@ -87,3 +87,9 @@ long weft_recv_peek(int fd);
 // A deadline for the operation just prepared in `op_sqe`: links it (IOSQE_IO_LINK) to a
 // LINK_TIMEOUT in `sqe` at the absolute CLOCK_MONOTONIC time `ts`, whose own completion is ignored.
 void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts);
+
+// Registered files: the operation's descriptor is a slot of the ring's file table.
+void weft_sqe_fixed_file(struct io_uring_sqe *sqe);
+int weft_files_register_sparse(struct io_uring *ring, unsigned count);
+int weft_files_update(struct io_uring *ring, unsigned slot, int fd);
+int weft_descriptor_valid(int fd);
