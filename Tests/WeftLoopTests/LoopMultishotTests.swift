@@ -377,14 +377,16 @@ final class LoopMultishotTests: LoopTestCase {
         let counter = Counter()
         counter.ring = ring
         let op = make(.recvMultishot(FileDescriptor(a), ring: ring))
-        try loop.submit(op, callback: { raw, context in
-            let counter = Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue()
-            let op = LoopOperation.pointer(raw)
-            if let index = op.pointee.bufferIndex {
-                counter.received += Int(op.pointee.result)
-                try? counter.ring.release(index)
-            }
-        }, context: Unmanaged.passUnretained(counter).toOpaque())
+        try loop.submit(
+            op,
+            callback: { raw, context in
+                let counter = Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue()
+                let op = LoopOperation.pointer(raw)
+                if let index = op.pointee.bufferIndex {
+                    counter.received += Int(op.pointee.result)
+                    try? counter.ring.release(index)
+                }
+            }, context: Unmanaged.passUnretained(counter).toOpaque())
         var byte: UInt8 = 7
         func exchange(_ count: Int) throws {
             for _ in 0..<count {
@@ -424,7 +426,8 @@ final class LoopScriptedMultishotTests: XCTestCase {
         XCTAssertEqual(recorder.calls.map(\.result), [10, 11])
         XCTAssertTrue(op.pointee.isPending)
         XCTAssertThrowsError(try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)) {
-            XCTAssertEqual($0 as? LoopError, LoopError(.alreadyInProcess, operation: "submit"), "armed: not resubmittable")
+            XCTAssertEqual(
+                $0 as? LoopError, LoopError(.alreadyInProcess, operation: "submit"), "armed: not resubmittable")
         }
         loop.cancel(op)
         XCTAssertTrue(kernel.wasCancelled(op))
@@ -460,7 +463,8 @@ final class LoopScriptedMultishotTests: XCTestCase {
         kernel.complete(op, result: -ENOBUFS)
         try loop.run()
         XCTAssertEqual(
-            recorder.calls, [.init(result: 8, more: true, buffer: 2), .init(result: -ENOBUFS, more: false, buffer: nil)])
+            recorder.calls,
+            [.init(result: 8, more: true, buffer: 2), .init(result: -ENOBUFS, more: false, buffer: nil)])
         XCTAssertEqual(ring.availableCount, 3)
         try ring.release(2)
         XCTAssertEqual(ring.availableCount, 4)

@@ -19,8 +19,10 @@ final class LoopRegisteredFileTests: LoopTestCase {
         let recorder = Recorder()
         try received.withUnsafeMutableBytes { into in
             try message.withUnsafeBytes { from in
-                let recv = make(.recv(FileDescriptor(rawValue: 2), into: into.baseAddress, count: 16).onRegisteredFile())
-                let send = make(.send(FileDescriptor(rawValue: 3), from: from.baseAddress, count: from.count).onRegisteredFile())
+                let recv = make(
+                    .recv(FileDescriptor(rawValue: 2), into: into.baseAddress, count: 16).onRegisteredFile())
+                let send = make(
+                    .send(FileDescriptor(rawValue: 3), from: from.baseAddress, count: from.count).onRegisteredFile())
                 XCTAssertTrue(recv.pointee.usesRegisteredFile)
                 for _ in 0..<3 {
                     try submit(recv, recorder)
@@ -84,7 +86,9 @@ final class LoopRegisteredFileTests: LoopTestCase {
             -EINVAL, "slot out of range")
         let (a, _) = socketPair()
         try loop.registerFile(FileDescriptor(a), at: 1)
-        XCTAssertEqual(try perform(LoopOperation.close(FileDescriptor(rawValue: 1)).onRegisteredFile()), -EINVAL, "unsupported kind")
+        XCTAssertEqual(
+            try perform(LoopOperation.close(FileDescriptor(rawValue: 1)).onRegisteredFile()), -EINVAL,
+            "unsupported kind")
         try loop.registerFile(nil, at: 1)
         XCTAssertNil(loop.registeredFile(at: 1))
         XCTAssertEqual(

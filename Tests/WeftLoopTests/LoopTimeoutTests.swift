@@ -115,8 +115,10 @@ final class LoopScriptedTimeoutTests: XCTestCase {
         let loop = try Loop(options: options)
         let ops = UnsafeMutablePointer<LoopOperation>.allocate(capacity: 2)
         defer { ops.deallocate() }
-        ops.initialize(to: LoopOperation.recv(FileDescriptor(rawValue: 5), into: nil, count: 0).withTimeout(.nanoseconds(1)))
-        (ops + 1).initialize(to: LoopOperation.recv(FileDescriptor(rawValue: 6), into: nil, count: 0).withTimeout(.nanoseconds(1)))
+        ops.initialize(
+            to: LoopOperation.recv(FileDescriptor(rawValue: 5), into: nil, count: 0).withTimeout(.nanoseconds(1)))
+        (ops + 1).initialize(
+            to: LoopOperation.recv(FileDescriptor(rawValue: 6), into: nil, count: 0).withTimeout(.nanoseconds(1)))
         let recorder = Recorder()
         for op in [ops, ops + 1] { try loop.submit(op, callback: Recorder.callback, context: recorder.context) }
         try loop.run(.noWait)

@@ -2,7 +2,7 @@ import SystemPackage
 import WeftLoop
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `WeftBench serve-loop-echo --multishot ...`: the same echo service as ``serveLoopEcho(_:)``, built
@@ -29,10 +29,11 @@ private struct MultishotConnection {
     let fd: Int32
     unowned(unsafe) let server: MultishotEchoServer
     /// Held buffers in arrival order: (index, length) pairs in a small circular queue.
-    var queue: (
-        (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32),
-        (Int32, Int32), (Int32, Int32)
-    ) = ((0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0))
+    var queue:
+        (
+            (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32), (Int32, Int32),
+            (Int32, Int32), (Int32, Int32)
+        ) = ((0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0))
     var queueHead = 0
     var queued = 0
     var sent = 0
@@ -63,10 +64,12 @@ private final class MultishotEchoServer {
 
     func acceptAll() throws(LoopError) {
         acceptOperation.pointee = .acceptMultishot(FileDescriptor(rawValue: listener))
-        try loop.submit(acceptOperation, callback: { raw, context in
-            let server = Unmanaged<MultishotEchoServer>.fromOpaque(context!).takeUnretainedValue()
-            server.accepted(more: LoopOperation.pointer(raw).pointee.hasMore)
-        }, context: Unmanaged.passUnretained(self).toOpaque())
+        try loop.submit(
+            acceptOperation,
+            callback: { raw, context in
+                let server = Unmanaged<MultishotEchoServer>.fromOpaque(context!).takeUnretainedValue()
+                server.accepted(more: LoopOperation.pointer(raw).pointee.hasMore)
+            }, context: Unmanaged.passUnretained(self).toOpaque())
     }
 
     private func accepted(more: Bool) {
@@ -83,11 +86,15 @@ private final class MultishotEchoServer {
         }
     }
 
-    private static func receiveOperation(_ c: UnsafeMutablePointer<MultishotConnection>) -> UnsafeMutablePointer<LoopOperation> {
+    private static func receiveOperation(_ c: UnsafeMutablePointer<MultishotConnection>) -> UnsafeMutablePointer<
+        LoopOperation
+    > {
         (UnsafeMutableRawPointer(c) + receiveOffset).assumingMemoryBound(to: LoopOperation.self)
     }
 
-    private static func sendOperation(_ c: UnsafeMutablePointer<MultishotConnection>) -> UnsafeMutablePointer<LoopOperation> {
+    private static func sendOperation(_ c: UnsafeMutablePointer<MultishotConnection>) -> UnsafeMutablePointer<
+        LoopOperation
+    > {
         (UnsafeMutableRawPointer(c) + sendOffset).assumingMemoryBound(to: LoopOperation.self)
     }
 
@@ -96,16 +103,20 @@ private final class MultishotEchoServer {
         connection.pointee.receiving = true
         connection.pointee.rearm = false
         do {
-            try loop.submit(Self.receiveOperation(connection), callback: { raw, context in
-                let connection = context!.assumingMemoryBound(to: MultishotConnection.self)
-                connection.pointee.server.received(connection, LoopOperation.pointer(raw))
-            }, context: UnsafeMutableRawPointer(connection))
+            try loop.submit(
+                Self.receiveOperation(connection),
+                callback: { raw, context in
+                    let connection = context!.assumingMemoryBound(to: MultishotConnection.self)
+                    connection.pointee.server.received(connection, LoopOperation.pointer(raw))
+                }, context: UnsafeMutableRawPointer(connection))
         } catch {
             fail("\(error)")
         }
     }
 
-    private func received(_ connection: UnsafeMutablePointer<MultishotConnection>, _ op: UnsafeMutablePointer<LoopOperation>) {
+    private func received(
+        _ connection: UnsafeMutablePointer<MultishotConnection>, _ op: UnsafeMutablePointer<LoopOperation>
+    ) {
         if let index = op.pointee.bufferIndex {
             if connection.pointee.queued == queueCapacity || connection.pointee.closing {
                 try? ring.release(index)
@@ -147,10 +158,12 @@ private final class MultishotEchoServer {
             FileDescriptor(rawValue: connection.pointee.fd), from: start, count: Int(length) - connection.pointee.sent)
         connection.pointee.sending = true
         do {
-            try loop.submit(Self.sendOperation(connection), callback: { raw, context in
-                let connection = context!.assumingMemoryBound(to: MultishotConnection.self)
-                connection.pointee.server.sentSome(connection, LoopOperation.pointer(raw).pointee.result)
-            }, context: UnsafeMutableRawPointer(connection))
+            try loop.submit(
+                Self.sendOperation(connection),
+                callback: { raw, context in
+                    let connection = context!.assumingMemoryBound(to: MultishotConnection.self)
+                    connection.pointee.server.sentSome(connection, LoopOperation.pointer(raw).pointee.result)
+                }, context: UnsafeMutableRawPointer(connection))
         } catch {
             fail("\(error)")
         }

@@ -185,7 +185,8 @@ final class EpollBackend: LoopBackend {
         let fd = op.pointee.fd
         let nature = classify(fd)
         if nature < 0 || nature == 2 {
-            loop.completeLater(op, result: nature < 0 ? nature : (op.pointee.kind == .acceptMultishot ? -ENOTSOCK : -EINVAL))
+            let notSocket = op.pointee.kind == .acceptMultishot ? -ENOTSOCK : -EINVAL
+            loop.completeLater(op, result: nature < 0 ? nature : notSocket)
             return
         }
         let registered = register(fd)
@@ -213,7 +214,8 @@ final class EpollBackend: LoopBackend {
             let peek = Int32(clamping: weft_recv_peek(fd))
             return peek > 0 ? -ENOBUFS : peek
         }
-        let r = Int32(clamping: weft_recv(fd, ring.buffer(Int(index)), UInt(ring.size), Int32(bitPattern: op.pointee.flags)))
+        let r = Int32(
+            clamping: weft_recv(fd, ring.buffer(Int(index)), UInt(ring.size), Int32(bitPattern: op.pointee.flags)))
         if r > 0 {
             op.pointee.bufferID = index
         } else {

@@ -393,7 +393,9 @@ public final class Loop {
     ///   `EBADF` for a descriptor that is not open or a closed loop, or the kernel's error.
     public func registerFile(_ descriptor: FileDescriptor?, at slot: Int) throws(LoopError) {
         if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFile") }
-        guard slot >= 0, slot < registeredFiles.count else { throw LoopError(.invalidArgument, operation: "registerFile") }
+        guard slot >= 0, slot < registeredFiles.count else {
+            throw LoopError(.invalidArgument, operation: "registerFile")
+        }
         let fd = descriptor?.rawValue ?? -1
         if fd != -1 {
             let valid = fd < 0 ? -EBADF : weft_descriptor_valid(fd)

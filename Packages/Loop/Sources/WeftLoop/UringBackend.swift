@@ -259,7 +259,8 @@ final class UringBackend: LoopBackend {
         case .splice:
             io_uring_prep_splice(sqe, o.fd, o.offset, o.fd2, o.offset2, UInt32(clamping: o.length), o.flags)
         case .acceptMultishot: weft_prep_accept_multishot(sqe, o.fd)
-        case .recvMultishot: weft_prep_recv_multishot(sqe, o.fd, UInt16(truncatingIfNeeded: o.mode), Int32(bitPattern: o.flags))
+        case .recvMultishot:
+            weft_prep_recv_multishot(sqe, o.fd, UInt16(truncatingIfNeeded: o.mode), Int32(bitPattern: o.flags))
         default:
             // An unknown kind still needs exactly one completion; a NOP carries it back as EINVAL.
             io_uring_prep_nop(sqe)
