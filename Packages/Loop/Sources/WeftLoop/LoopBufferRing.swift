@@ -168,9 +168,15 @@ public final class LoopBufferRing {
         free.deallocate()
     }
 
-    /// Records that the kernel (or the loop) handed buffer `index` to the caller.
+    /// Records that the kernel (or a scripted kernel) handed buffer `index` to the caller. In a pool
+    /// the buffer also leaves the free stack, so its release cannot push it twice.
     func markHeld(_ index: Int32) {
         guard index >= 0, Int(index) < count, !isClosed, held[Int(index)] == 0 else { return }
+        if !kernelRing {
+            guard let slot = (0..<freeCount).first(where: { free[$0] == UInt16(index) }) else { return }
+            freeCount -= 1
+            free[slot] = free[freeCount]
+        }
         held[Int(index)] = 1
         heldCount += 1
     }
@@ -179,9 +185,10 @@ public final class LoopBufferRing {
     func take() -> Int32? {
         guard freeCount > 0, !isClosed else { return nil }
         freeCount -= 1
-        let index = Int32(free[freeCount])
-        markHeld(index)
-        return index
+        let index = Int(free[freeCount])
+        held[index] = 1
+        heldCount += 1
+        return Int32(index)
     }
 
     /// Puts back a buffer taken with ``take()`` that received nothing.
