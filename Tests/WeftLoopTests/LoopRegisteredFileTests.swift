@@ -5,6 +5,11 @@ import XCTest
 
 /// Registered files: operations that name a slot of the loop's file table instead of a descriptor.
 final class LoopRegisteredFileTests: LoopTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try XCTSkipUnless(loop.supportsRegisteredFiles, "the running kernel has no sparse registered-file tables for io_uring (Linux 5.19)")
+    }
+
     func testOperationsOnRegisteredFilesMoveBytesAndCanBeRearmed() throws {
         let (a, b) = socketPair()
         try loop.registerFiles(count: 4)
@@ -38,6 +43,7 @@ final class LoopRegisteredFileTests: LoopTestCase {
     }
 
     func testMultishotReceiveOnARegisteredFile() throws {
+        try XCTSkipUnless(loop.supportsMultishot, "the running kernel has no io_uring multishot receive")
         let (a, b) = socketPair()
         try loop.registerFiles(count: 1)
         try loop.registerFile(FileDescriptor(a), at: 0)

@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -247,3 +249,27 @@ int weft_files_update(struct io_uring *ring, unsigned slot, int fd) {
     return io_uring_register_files_update(ring, slot, &fd, 1);
 }
 int weft_descriptor_valid(int fd) { return fcntl(fd, F_GETFD) < 0 ? -errno : 0; }
+
+int weft_uring_probe_features(void) {
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) < 0) return 0;
+    int features = 0;
+    void *entries = NULL;
+    if (posix_memalign(&entries, 4096, 4096) == 0) {
+        memset(entries, 0, 4096);
+        struct utsname name;
+        int major = 0;
+        if (uname(&name) == 0) sscanf(name.release, "%d", &major);
+        if (weft_buf_ring_register(&ring, entries, 1, 0) == 0) {
+            io_uring_unregister_buf_ring(&ring, 0);
+            if (major >= 6) features |= 1;
+        }
+    }
+    if (io_uring_register_files_sparse(&ring, 1) == 0) {
+        io_uring_unregister_files(&ring);
+        features |= 2;
+    }
+    io_uring_queue_exit(&ring);
+    free(entries);
+    return features;
+}

@@ -153,6 +153,23 @@ public final class Loop {
         return .nanoseconds(ns)
     }
 
+    /// What the running kernel's io_uring offers, probed once per process on a scratch ring.
+    private static let uringFeatures = weft_uring_probe_features()
+
+    /// Whether multishot receives into a ``LoopBufferRing`` work on this loop: always on epoll (the
+    /// loop emulates them); on io_uring when the kernel has provided buffer rings and multishot
+    /// receive (Linux 6.0). Multishot accept needs no more than that. Where it is false, creating a
+    /// ring throws and multishot submissions complete with `EINVAL`.
+    public var supportsMultishot: Bool {
+        backendKind != .ioUring || Self.uringFeatures & 1 != 0
+    }
+
+    /// Whether ``registerFiles(count:)`` works on this loop: always on epoll (the loop keeps the
+    /// table); on io_uring when the kernel has sparse file tables (Linux 5.19).
+    public var supportsRegisteredFiles: Bool {
+        backendKind != .ioUring || Self.uringFeatures & 2 != 0
+    }
+
     /// The number of live thread-pool threads (idle ones exit after ``Options/threadPoolIdleSeconds``).
     package var poolThreadCount: Int { pool.threadCount }
 

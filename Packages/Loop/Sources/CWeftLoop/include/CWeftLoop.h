@@ -93,3 +93,8 @@ void weft_sqe_fixed_file(struct io_uring_sqe *sqe);
 int weft_files_register_sparse(struct io_uring *ring, unsigned count);
 int weft_files_update(struct io_uring *ring, unsigned slot, int fd);
 int weft_descriptor_valid(int fd);
+
+// Probes what the running kernel's io_uring offers, on a scratch ring: bit 0, provided buffer rings
+// and multishot receive (buffer-ring registration works and the kernel is 6.0 or later); bit 1,
+// sparse registered-file tables. Returns the bits, or 0 when no ring can be set up.
+int weft_uring_probe_features(void);
