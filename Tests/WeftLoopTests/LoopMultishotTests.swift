@@ -332,6 +332,36 @@ final class LoopMultishotTests: LoopTestCase {
         XCTAssertEqual(recorder.last, .init(result: -ECANCELED, more: false, buffer: nil))
     }
 
+    /// Descriptors opened O_NONBLOCK (as the epoll backend and C libraries leave them) must not make
+    /// io_uring's multishot operations end with EAGAIN.
+    func testMultishotOperationsOnNonBlockingDescriptors() throws {
+        let (server, port) = listener()
+        let (a, b) = socketPair()
+        for fd in [server, a] { XCTAssertEqual(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0) }
+        let accept = make(.acceptMultishot(FileDescriptor(server)))
+        let accepted = MultishotRecorder()
+        try loop.submit(accept, callback: MultishotRecorder.callback, context: accepted.context)
+        let ring = try LoopBufferRing(loop: loop, count: 4, size: 16)
+        let recv = make(.recvMultishot(FileDescriptor(a), ring: ring))
+        let received = MultishotRecorder()
+        received.ring = ring
+        try loop.submit(recv, callback: MultishotRecorder.callback, context: received.context)
+        try loop.run(.noWait)
+        for round in 0..<3 {
+            _ = connectClient(port)
+            XCTAssertEqual(Glibc.write(b, "n\(round)", 2), 2)
+            try run { accepted.calls.count > round && received.bytes.count >= 2 * (round + 1) }
+        }
+        XCTAssertEqual(String(decoding: received.bytes, as: UTF8.self), "n0n1n2")
+        XCTAssertTrue((accepted.calls + received.calls).allSatisfy { $0.more && $0.result > 0 })
+        loop.cancel(accept)
+        loop.cancel(recv)
+        try loop.run()
+        XCTAssertEqual(accepted.finals, 1)
+        XCTAssertEqual(received.finals, 1)
+        try ring.close()
+    }
+
     func testBufferRingMisuseIsATypedError() throws {
         for (count, size) in [(0, 16), (3, 16), (65536, 16), (4, 0)] {
             XCTAssertThrowsError(try LoopBufferRing(loop: loop, count: count, size: size)) {
