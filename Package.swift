@@ -45,9 +45,13 @@ let package = Package(
 
         // Layer 3: fibers on executors (one loop per executor thread).
         .target(
+            name: "CWeftRuntime",
+            path: "Packages/Runtime/Sources/CWeftRuntime"
+        ),
+        .target(
             name: "WeftRuntime",
             dependencies: [
-                "WeftContext", "WeftLoop",
+                "CWeftRuntime", "WeftContext", "WeftLoop",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Packages/Runtime/Sources/WeftRuntime"

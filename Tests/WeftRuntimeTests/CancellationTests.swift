@@ -152,6 +152,34 @@ final class CancellationTests: RuntimeTestCase {
         }
     }
 
+    func testCancellingASpawnBlockingStillQueuedSkipsItsBody() throws {
+        // One executor, so every call shares one loop's pool (four threads by default).
+        try runBoth(executors: [1]) { _ in
+            let release = DispatchSemaphore(value: 0)
+            let started = Counter()
+            let blockers = try (0..<4).map { _ in
+                try Fiber.spawn {
+                    try Fiber.spawnBlocking {
+                        started.add()
+                        release.wait()
+                    }
+                }
+            }
+            // Every pool thread is now busy.
+            while started.value < 4 { try Fiber.sleep(for: .milliseconds(1)) }
+            let ranQueued = Counter()
+            let queued = try Fiber.spawn { try Fiber.spawnBlocking { ranQueued.add() } }
+            // Wait until its work item is in the pool's queue, behind the busy threads.
+            while !queued.debugState.contains("op=work pending=true") { try Fiber.yield() }
+            queued.cancel()
+            XCTAssertThrowsError(try queued.join()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+            for _ in 0..<4 { release.signal() }
+            for blocker in blockers { try blocker.join() }
+            XCTAssertEqual(started.value, 4)
+            XCTAssertEqual(ranQueued.value, 0, "a cancelled work item still ran")
+        }
+    }
+
     func testRandomCancellationStress() throws {
         // Bounded in time: rounds run for WEFT_STRESS_SECONDS (default 1) per flavour, at least 5.
         // Invariants: every fiber ends, with its value, a CancellationError or a TimeoutError, and

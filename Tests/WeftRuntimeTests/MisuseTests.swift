@@ -57,6 +57,22 @@ final class MisuseTests: RuntimeTestCase {
         }
     }
 
+    func testAnExecutorThreadThatCannotStartIsATypedErrorAndNothingRuns() throws {
+        let descriptors = Self.openDescriptors()
+        var options = Runtime.Options(executors: .exact(3))
+        options.simulatedThreadStartFailure = .resourceTemporarilyUnavailable
+        let ran = Counter()
+        XCTAssertThrowsError(try Runtime.run(options: options) { ran.add() }) {
+            XCTAssertEqual($0 as? FiberError, .executorStartFailed(.resourceTemporarilyUnavailable))
+            XCTAssertTrue("\($0)".contains("could not start an executor thread"), "\($0)")
+        }
+        XCTAssertEqual(ran.value, 0, "the body ran although the runtime failed to start")
+        // The executor that did start has stopped and every loop is closed.
+        XCTAssertEqual(Self.openDescriptors().subtracting(descriptors), [])
+        // And the next runtime starts normally.
+        XCTAssertEqual(try Runtime.run(options: .init(executors: .exact(3))) { 7 }, 7)
+    }
+
     func testLoopErrorsAreTyped() throws {
         try runBoth { _ in
             var byte: UInt8 = 0

@@ -234,10 +234,11 @@ long weft_recv_peek(int fd) {
     return r < 0 ? -errno : r;
 }
 
-void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts) {
+void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
+                             uint64_t tag) {
     op_sqe->flags |= IOSQE_IO_LINK;
     io_uring_prep_link_timeout(sqe, ts, IORING_TIMEOUT_ABS);
-    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_sqe_set_data64(sqe, tag);
 }
 
 void weft_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }

@@ -170,6 +170,24 @@ public final class Loop {
         backendKind != .ioUring || Self.uringFeatures & 2 != 0
     }
 
+    #if DEBUG
+    /// The thread that last ran the loop, and how many submissions and cancels came from another
+    /// thread since (a misuse that corrupts the io_uring submission queue).
+    @exclusivity(unchecked) private var runner: pthread_t? = nil
+    @exclusivity(unchecked) package private(set) var foreignCalls = 0
+    private func noteCaller() {
+        if let runner, pthread_equal(runner, pthread_self()) == 0 { foreignCalls += 1 }
+    }
+    #else
+    package var foreignCalls: Int { 0 }
+    @inline(__always) private func noteCaller() {}
+    #endif
+
+    /// A racy snapshot of the loop's state, for diagnosing a hang from another thread.
+    package var debugState: String {
+        "pending=\(pendingCount) foreign=\(foreignCalls) " + ((backend as? UringBackend)?.debugState ?? "")
+    }
+
     /// The number of live thread-pool threads (idle ones exit after ``Options/threadPoolIdleSeconds``).
     package var poolThreadCount: Int { pool.threadCount }
 
@@ -191,6 +209,7 @@ public final class Loop {
         _ operation: UnsafeMutablePointer<LoopOperation>, callback: LoopCallback,
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
+        noteCaller()
         if isClosed || closing { throw LoopError(.badFileDescriptor, operation: "submit") }
         if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
         operation.pointee.callback = callback
@@ -290,6 +309,7 @@ public final class Loop {
     /// thread; other threads use ``LoopWaker/cancel(_:)``.
     /// - Parameter operation: The operation to cancel.
     public func cancel(_ operation: UnsafeMutablePointer<LoopOperation>) {
+        noteCaller()
         switch operation.pointee.state {
         case .idle:
             operation.pointee.cancelRequested = true
@@ -319,6 +339,9 @@ public final class Loop {
     public func run(_ mode: RunMode = .untilDone) throws(LoopError) {
         if isClosed { throw LoopError(.badFileDescriptor, operation: "run") }
         if running { throw LoopError(.alreadyInProcess, operation: "run") }
+        #if DEBUG
+        runner = pthread_self()
+        #endif
         running = true
         defer { running = false }
         switch mode {

@@ -21,12 +21,19 @@ final class UringBackend: LoopBackend {
     private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let batch: UnsafeMutablePointer<Completion>
     @exclusivity(unchecked) private var wakeArmed = false
+    /// Diagnostics for hangs: cancel requests prepared, and their completions by result
+    /// (found, not found, already running, other).
+    @exclusivity(unchecked) private var cancelsPrepared = 0
+    @exclusivity(unchecked) private var cancelOutcomes = (0, 0, 0, 0)
     @exclusivity(unchecked) private var closing = false
 
     /// `user_data` of entries whose completions carry nothing to deliver (cancel requests).
     private static let ignoredTag: UInt64 = 0
     /// `user_data` of the multishot poll on the wake eventfd.
     private static let wakeTag: UInt64 = 1
+    /// `user_data` of linked timeouts (operation deadlines), whose own completions carry nothing:
+    /// the operation's completion tells whether the deadline cancelled it.
+    private static let deadlineTag: UInt64 = 4
     /// Marks an operation parked in a readiness poll after its call reported EAGAIN (a descriptor
     /// opened O_NONBLOCK makes io_uring return EAGAIN instead of waiting); it is resubmitted when ready.
     private static let awaitingReadiness: UInt8 = 20
@@ -158,7 +165,7 @@ final class UringBackend: LoopBackend {
     /// Links the deadline of an operation just prepared in `sqe` (``entry(for:)`` left room).
     private func linkDeadline(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
-        weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op))
+        weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op), Self.deadlineTag)
     }
 
     private func appendBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
@@ -288,6 +295,7 @@ final class UringBackend: LoopBackend {
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        cancelsPrepared += 1
         io_uring_prep_cancel64(sqe, UInt64(UInt(bitPattern: op)), 0)
         io_uring_sqe_set_data64(sqe, Self.ignoredTag)
     }
@@ -387,7 +395,16 @@ final class UringBackend: LoopBackend {
         let data = completion.data
         var result = completion.result
         // liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
-        if data == Self.ignoredTag || data == UInt64.max { return }
+        if data == Self.ignoredTag {
+            switch result {
+            case 0: cancelOutcomes.0 += 1
+            case -ENOENT: cancelOutcomes.1 += 1
+            case -EALREADY: cancelOutcomes.2 += 1
+            default: cancelOutcomes.3 += 1
+            }
+            return
+        }
+        if data == UInt64.max || data == Self.deadlineTag { return }
         if data == Self.wakeTag {
             _ = weft_eventfd_drain(remote.eventDescriptor)
             remote.acknowledgeWake()
@@ -501,6 +518,16 @@ final class UringBackend: LoopBackend {
         if op.pointee.fixedSlot >= 0 { weft_sqe_fixed_file(sqe) }
         op.pointee.place = Self.awaitingReadiness
         linkDeadline(sqe, op)
+    }
+
+    /// A racy snapshot of the ring and the backend's queues, for diagnosing a hang.
+    var debugState: String {
+        var backlog = 0
+        var op = backlogHead
+        while let o = op { backlog += 1; op = o.pointee.next }
+        return "sqReady=\(io_uring_sq_ready(ring)) cqReady=\(io_uring_cq_ready(ring)) backlog=\(backlog) "
+            + "pendingCancels=\(pendingCancels.count) cancels=\(cancelsPrepared) "
+            + "found=\(cancelOutcomes.0) notFound=\(cancelOutcomes.1) running=\(cancelOutcomes.2) other=\(cancelOutcomes.3)"
     }
 
     func shutdown() {

@@ -1,3 +1,4 @@
+internal import CWeftRuntime
 internal import Glibc
 import Synchronization
 import WeftContext
@@ -42,14 +43,26 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     let sleeping = Atomic<Bool>(false)
 
     private let inbox = Mutex(Inbox())
-    private let inboxCount = Atomic<Int>(0)
+    let inboxCount = Atomic<Int>(0)
+    /// Cancel requests this executor has applied (a diagnostic for hangs).
+    let cancelsTaken = Atomic<Int>(0)
 
     // Owner-thread state.
-    /// The fiber running now (unretained: it keeps itself alive until it finishes).
-    @exclusivity(unchecked) unowned(unsafe) var current: FiberCore?
+    /// The fiber running now (unretained: it keeps itself alive until it finishes; use
+    /// `_withUnsafeGuaranteedRef` on hot paths, which costs no reference counting).
+    @exclusivity(unchecked) var running: Unmanaged<FiberCore>?
+    /// The fiber running now, as a strong reference.
+    var current: FiberCore? { running?.takeUnretainedValue() }
+    /// The fiber that switched out last and what it asked for: whatever context resumes next
+    /// handles it (``completeSwitch()``), once the fiber's registers are saved.
+    @exclusivity(unchecked) private var previous: Unmanaged<FiberCore>?
     @exclusivity(unchecked) var action: Action = .none
     @exclusivity(unchecked) var hopTarget: Executor?
+    /// Fibers dispatched so far; ``dispatchesAtPoll`` is the count when the loop was last polled.
     @exclusivity(unchecked) private var dispatches = 0
+    @exclusivity(unchecked) private var dispatchesAtPoll = 0
+    /// Direct fiber-to-fiber switches in a row before the scheduler gets a turn to poll the loop.
+    static let directSwitchLimit = 64
     /// Fiber operations that may still complete at once, without a park, before the running fiber
     /// yields (see ``Fiber/perform(_:)``).
     @exclusivity(unchecked) var immediateBudget = Executor.immediateLimit
@@ -69,17 +82,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     // MARK: The current executor
 
-    static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
-
     /// The executor running on the calling thread, unretained. Read it afresh after every switch:
     /// a fiber may resume on another thread.
     @inline(__always)
     static var currentUnmanaged: Unmanaged<Executor>? {
-        guard let raw = pthread_getspecific(key) else { return nil }
+        guard let raw = weft_runtime_executor() else { return nil }
         return Unmanaged<Executor>.fromOpaque(raw)
     }
 
@@ -87,7 +94,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     static var current: Executor? { currentUnmanaged?.takeUnretainedValue() }
 
     /// The fiber running on the calling thread.
-    static var currentFiber: FiberCore? { currentUnmanaged?._withUnsafeGuaranteedRef { $0.current } }
+    static var currentFiber: FiberCore? { currentUnmanaged?._withUnsafeGuaranteedRef { $0.running?.takeUnretainedValue() } }
 
     // MARK: Run queue
 
@@ -293,6 +300,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             wokenCount += 1
         }
         inboxCount.subtract(wokenCount + cancels.count + forgets.count + jobs.count, ordering: .relaxed)
+        if !cancels.isEmpty { cancelsTaken.add(cancels.count, ordering: .relaxed) }
         for fiber in cancels { cancelPendingOperation(of: fiber) }
         for request in forgets {
             loop.forget(request.descriptor)
@@ -305,20 +313,21 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     /// Runs this executor on the calling thread until the runtime stops.
     func runScheduler() {
-        pthread_setspecific(Executor.key, Unmanaged.passUnretained(self).toOpaque())
-        defer { pthread_setspecific(Executor.key, nil) }
+        weft_runtime_set_executor(Unmanaged.passUnretained(self).toOpaque())
+        defer { weft_runtime_set_executor(nil) }
         while true {
             if let fiber = pop() {
                 fiber._withUnsafeGuaranteedRef { run($0) }
-                dispatches &+= 1
                 // Fibers that keep the queue busy must not starve the loop's completions.
-                if dispatches & 63 == 0 {
+                if dispatches &- dispatchesAtPoll >= Executor.directSwitchLimit {
+                    dispatchesAtPoll = dispatches
                     try? loop.run(.noWait)
                     drainInbox()
                 }
                 continue
             }
             drainInbox()
+            dispatchesAtPoll = dispatches
             try? loop.run(.noWait)
             if queued.load(ordering: .relaxed) > 0 { continue }
             if let fiber = runtime.popInjected() {
@@ -372,27 +381,82 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         return true
     }
 
-    /// Switches into a runnable fiber and handles what it asked for when it switches back.
-    private func run(_ fiber: FiberCore) {
+    /// Gives a fiber taken from a queue its stack and context if it has none yet (its first run);
+    /// a fiber that cannot get a stack is completed with the error. Returns whether it can run.
+    private func prepare(_ fiber: FiberCore) -> Bool {
+        if fiber.context != nil { return true }
+        do {
+            let stack = try runtime.stackPool.allocate(runtime.stackKind)
+            fiber.stack = stack
+            fiber.context = ExecutionContext(
+                stack: stack, entry: fiberEntry, argument: Unmanaged.passUnretained(fiber).toOpaque())
+            return true
+        } catch {
+            fiber.failStart(error)
+            fiber.complete()
+            release(fiber)
+            return false
+        }
+    }
+
+    /// Makes `fiber` the running fiber of this executor (just before switching into it).
+    @inline(__always)
+    private func begin(_ fiber: FiberCore) {
         fiber.pinned = false
         fiber.lastExecutor = self
-        if fiber.context == nil {
-            do {
-                let stack = try runtime.stackPool.allocate(runtime.stackKind)
-                fiber.stack = stack
-                fiber.context = ExecutionContext(
-                    stack: stack, entry: fiberEntry, argument: Unmanaged.passUnretained(fiber).toOpaque())
-            } catch {
-                fiber.failStart(error)
-                finish(fiber)
-                return
+        running = Unmanaged.passUnretained(fiber)
+        immediateBudget = Executor.immediateLimit
+        dispatches &+= 1
+    }
+
+    /// Switches into a runnable fiber from the scheduler, and handles what the last fiber to switch
+    /// out asked for when control comes back (it may be another fiber: fibers switch to each other
+    /// directly).
+    private func run(_ fiber: FiberCore) {
+        guard prepare(fiber) else { return }
+        begin(fiber)
+        resumer.switch(to: fiber.context!)
+        completeSwitch()
+    }
+
+    /// Called on the running fiber's stack as it switches out with `action`: records what it asked
+    /// for and returns the context to switch to. That is the next fiber of this executor's queue (a
+    /// direct switch, without a trip through the scheduler), or the scheduler when the queue is
+    /// empty and after ``directSwitchLimit`` direct switches, so the loop is polled.
+    /// The context that resumes runs ``completeSwitch()`` (``FiberCore/switchOut(_:)`` arranges it).
+    @inline(__always)
+    func switchTarget(after fiber: FiberCore, action: Action) -> ExecutionContext {
+        self.action = action
+        previous = Unmanaged.passUnretained(fiber)
+        if dispatches &- dispatchesAtPoll < Executor.directSwitchLimit {
+            while let next = pop() {
+                let ready = next._withUnsafeGuaranteedRef { n -> ExecutionContext? in
+                    guard prepare(n) else { return nil }
+                    begin(n)
+                    return n.context!
+                }
+                if let ready { return ready }
             }
         }
-        current = fiber
-        action = .none
-        immediateBudget = Executor.immediateLimit
-        resumer.switch(to: fiber.context!)
-        current = nil
+        running = nil
+        return resumer
+    }
+
+    /// The other half of a switch, on the context that was resumed: handles what the fiber that
+    /// switched out asked for (now that its registers are saved, other executors may take it).
+    ///
+    /// Never inlined into a function that switches: see the note on `FiberCore.cancel(timeout:)`.
+    @inline(never)
+    func completeSwitch() {
+        guard let previous else { return }
+        self.previous = nil
+        let action = self.action
+        self.action = .none
+        previous._withUnsafeGuaranteedRef { finishSwitch(of: $0, action: action) }
+    }
+
+    @inline(__always)
+    private func finishSwitch(of fiber: FiberCore, action: Action) {
         switch action {
         case .yield, .none:
             pushLocal(fiber)
@@ -414,30 +478,15 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             fiber.context = nil
             if let stack = fiber.stack { runtime.stackPool.release(stack) }
             fiber.stack = nil
-            finish(fiber)
+            release(fiber)
         }
     }
 
-    /// Completes a fiber whose body has ended: its group, its joiner, its self-reference.
-    private func finish(_ fiber: FiberCore) {
-        if let group = fiber.group {
-            fiber.group = nil
-            group.childFinished(fiber)
-        }
-        let old = fiber.completion.exchange(FiberCore.Completion.finished, ordering: .acquiringAndReleasing)
-        if old == FiberCore.Completion.waiting {
-            if let waiter = fiber.waiterFiber {
-                fiber.waiterFiber = nil
-                FiberCore.wake(waiter)
-            } else if let continuation = fiber.waiterContinuation {
-                fiber.waiterContinuation = nil
-                continuation.resume()
-            }
-        }
-        // No hook is left to clear: every wait removes its own before the fiber can go on.
+    /// Lets go of a completed fiber once nothing runs on its stack: its locals, its count in the
+    /// runtime, and the reference it held on itself since it was spawned.
+    private func release(_ fiber: FiberCore) {
         fiber.locals = nil
         runtime.fiberFinished()
-        // The reference the fiber held on itself since it was spawned.
         Unmanaged.passUnretained(fiber).release()
     }
 }

@@ -79,12 +79,8 @@ let timeoutCallback: LoopCallback = { raw, context in
 extension FiberCore {
     /// Moves the running fiber to `target`'s run queue (pinned there until it runs).
     func hop(to target: Executor) {
-        let resumer = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
-            e.action = .hop
-            e.hopTarget = target
-            return e.resumer
-        }
-        context!.switch(to: resumer)
+        Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.hopTarget = target }
+        switchOut(.hop)
     }
 }
 

@@ -41,8 +41,9 @@ public enum Fiber {
     ///   ``Runtime/spawn(_:)`` there).
     @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let fiber = try FiberCore.spawnHere { TypedFiber(runtime: $0, body: body) }
-        return JoinHandle(fiber: unsafeDowncast(fiber, to: TypedFiber<T>.self))
+        let fiber = FiberCore.make(body)
+        try FiberCore.spawnHere(fiber)
+        return JoinHandle(fiber: fiber)
     }
 
     /// Lets the other runnable fibers run, then continues (possibly on another executor).
@@ -51,14 +52,17 @@ public enum Fiber {
         guard let executor = Executor.currentUnmanaged else { throw FiberError.notInFiber(operation: "yield") }
         // No reference counting on this path: the executor and the running fiber outlive the call.
         let (me, target, cancelled) = executor._withUnsafeGuaranteedRef { e -> (ExecutionContext?, ExecutionContext, Bool) in
-            guard let fiber = e.current else { return (nil, e.resumer, false) }
-            if fiber.cancelPending { return (nil, e.resumer, true) }
-            e.action = .yield
-            return (fiber.context!, e.resumer, false)
+            guard let running = e.running else { return (nil, e.resumer, false) }
+            return running._withUnsafeGuaranteedRef { fiber in
+                if fiber.cancelPending { return (nil, e.resumer, true) }
+                return (fiber.context!, e.switchTarget(after: fiber, action: .yield), false)
+            }
         }
         if cancelled { try Executor.currentFiber?.checkCancellation() }
         guard let me else { throw FiberError.notInFiber(operation: "yield") }
         me.switch(to: target)
+        // Read the executor afresh: the fiber may have been resumed by another one.
+        Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
     }
 
     /// Parks the fiber for `duration` (a loop timer).
@@ -80,9 +84,19 @@ public enum Fiber {
     /// - Throws: ``WeftLoop/LoopError`` naming the operation; `CancellationError`;
     ///   ``FiberError/notInFiber(operation:)``.
     public static func perform(_ operation: inout LoopOperation) throws -> Int {
-        guard let executor = Executor.current, let fiber = executor.current else {
+        // No reference counting: the executor and the running fiber outlive the call.
+        guard let executor = Executor.currentUnmanaged,
+            let fiber = executor._withUnsafeGuaranteedRef({ $0.running })
+        else {
             throw FiberError.notInFiber(operation: operation.kind.name)
         }
+        return try executor._withUnsafeGuaranteedRef { executor in
+            try fiber._withUnsafeGuaranteedRef { fiber in try perform(&operation, on: executor, by: fiber) }
+        }
+    }
+
+    @inline(__always)
+    private static func perform(_ operation: inout LoopOperation, on executor: Executor, by fiber: FiberCore) throws -> Int {
         try fiber.checkCancellation()
         let done = try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) -> Bool in
             // A socket call that can complete now (epoll: data already there, room to write) does,

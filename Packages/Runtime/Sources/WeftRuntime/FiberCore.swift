@@ -31,13 +31,18 @@ enum FiberCounters {
     static let liveObjects = Atomic<Int>(0)
 }
 
-/// The non-generic part of a fiber: scheduling links, park state, cancellation, join protocol.
+/// A fiber: scheduling links, park state, cancellation, join protocol, and its body and result.
+///
+/// The class is not generic, so nothing on the scheduler's paths (running the body, finishing,
+/// deinit) looks up generic metadata: the body and then the result live in ``storage``, and the
+/// one piece of code that knows their type is ``thunk``, a closure specialised where the fiber is
+/// spawned (see `FiberCore.make(_:)`).
 ///
 /// Fields marked `@exclusivity(unchecked)` are touched by one thread at a time, handed over by the
 /// park/wake protocol (`runState`) or the run-queue lock; the dynamic checks would cost more than the
 /// switch.
 @usableFromInline
-class FiberCore: @unchecked Sendable {
+final class FiberCore: @unchecked Sendable {
     /// `runState` values: the park/wake protocol that never loses a wake.
     enum Run {
         /// Running, queued, or about to park.
@@ -63,7 +68,8 @@ class FiberCore: @unchecked Sendable {
         static let timeoutUnit = 4
     }
 
-    unowned(unsafe) let runtime: Runtime
+    /// Set when the fiber is admitted into a runtime (before it is queued).
+    @exclusivity(unchecked) unowned(unsafe) var runtime: Runtime! = nil
     @exclusivity(unchecked) var context: ExecutionContext?
     @exclusivity(unchecked) var stack: Stack?
     /// Link in an executor's run queue (an unretained `FiberCore`; fibers keep themselves alive
@@ -79,7 +85,8 @@ class FiberCore: @unchecked Sendable {
     let completion = Atomic<Int>(Completion.running)
     /// 1 once joined (or awaited), 2 once detached.
     let joinClaim = Atomic<Int>(0)
-    @exclusivity(unchecked) var waiterFiber: FiberCore?
+    /// The fiber parked in ``waitForJoin()`` (unretained: a parked fiber keeps itself alive).
+    @exclusivity(unchecked) var waiterFiber: Unmanaged<FiberCore>?
     @exclusivity(unchecked) var waiterContinuation: UnsafeContinuation<Void, Never>?
 
     let cancelBits = Atomic<Int>(0)
@@ -94,34 +101,53 @@ class FiberCore: @unchecked Sendable {
     @exclusivity(unchecked) private var hookValue: CancelHook?
 
     @exclusivity(unchecked) var group: GroupCore?
-    @exclusivity(unchecked) var failure: (any Error)?
+    @usableFromInline @exclusivity(unchecked) var failure: (any Error)?
     @exclusivity(unchecked) var locals: [ObjectIdentifier: any Sendable]?
 
-    init(runtime: Runtime) {
-        self.runtime = runtime
-        FiberCounters.liveObjects.add(1, ordering: .relaxed)
+    /// What ``storage`` holds: nothing, the body, or the result.
+    @usableFromInline enum Stored {
+        @usableFromInline static let nothing: UInt8 = 0
+        @usableFromInline static let body: UInt8 = 1
+        @usableFromInline static let result: UInt8 = 2
     }
 
-    deinit { FiberCounters.liveObjects.subtract(1, ordering: .relaxed) }
+    /// Room for the body (a closure) and later the result (`Result<T, any Error>`) when they fit in
+    /// four words, as they do for most types; larger values go in a box it points to.
+    @usableFromInline @exclusivity(unchecked) var storage: (Int, Int, Int, Int) = (0, 0, 0, 0)
+    @usableFromInline @exclusivity(unchecked) var stored = Stored.nothing
+    /// Runs, fails or destroys what ``storage`` holds; the only code that knows its type.
+    @usableFromInline let thunk: FiberThunk
+
+    @usableFromInline
+    init(thunk: @escaping FiberThunk) {
+        self.thunk = thunk
+        FiberCounters.liveObjects.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    deinit {
+        if stored != Stored.nothing { thunk(self, .destroy) }
+        FiberCounters.liveObjects.wrappingSubtract(1, ordering: .relaxed)
+    }
 
     /// Starts a freshly made fiber on the calling executor (the non-generic half of
     /// ``Fiber/spawn(_:)``, which is inlined so the fiber's type is known at the call site).
     @usableFromInline
-    static func spawnHere(_ make: (Runtime) -> FiberCore) throws(FiberError) -> FiberCore {
+    static func spawnHere(_ fiber: FiberCore) throws(FiberError) {
         guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
-        return executor._withUnsafeGuaranteedRef { e in
-            let fiber = make(e.runtime)
+        executor._withUnsafeGuaranteedRef { e in
             e.runtime.admit(fiber)
             e.pushLocal(fiber)
-            return fiber
         }
     }
 
-    /// Runs the body on the fiber's stack (the generic subclass overrides it).
-    func runBody() {}
+    /// Runs the body on the fiber's stack and keeps its result.
+    func runBody() { thunk(self, .run) }
 
     /// Completes a fiber that could not start (no stack) with `error`.
-    func failStart(_ error: any Error) {}
+    func failStart(_ error: any Error) {
+        failure = error
+        thunk(self, .fail)
+    }
 
     // MARK: Cancellation
 
@@ -218,26 +244,26 @@ class FiberCore: @unchecked Sendable {
 
     // MARK: Park and wake
 
-    /// Puts the running fiber at the back of its executor's run queue and switches out; it
-    /// continues when the scheduler picks it again (possibly on another executor).
-    func yieldNow() {
+    /// Switches the running fiber out with `action`, to the next fiber of its executor or to the
+    /// scheduler, and returns when it is resumed (possibly on another executor), after finishing
+    /// the switch there.
+    @inline(__always)
+    func switchOut(_ action: Executor.Action) {
         let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
-            e.action = .yield
-            return e.resumer
+            e.switchTarget(after: self, action: action)
         }
         context!.switch(to: target)
+        // Read the executor afresh: the fiber may have been resumed by another one.
+        Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
     }
+
+    /// Puts the running fiber at the back of its executor's run queue and switches out; it
+    /// continues when the scheduler picks it again (possibly on another executor).
+    func yieldNow() { switchOut(.yield) }
 
     /// Switches out of the running fiber until ``wake(_:)``; returns on whatever executor resumes
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
-    func park() {
-        let executor = Executor.currentUnmanaged!
-        let target = executor._withUnsafeGuaranteedRef { e in
-            e.action = .park
-            return e.resumer
-        }
-        context!.switch(to: target)
-    }
+    func park() { switchOut(.park) }
 
     /// Makes a parked fiber runnable, or, if it has not finished parking, makes its park return at
     /// once. Any thread.
@@ -264,33 +290,100 @@ class FiberCore: @unchecked Sendable {
     }
 }
 
-/// A fiber with its body and result.
+/// What a fiber's ``FiberCore/thunk`` is asked to do.
 @usableFromInline
-final class TypedFiber<T: Sendable>: FiberCore, @unchecked Sendable {
-    @exclusivity(unchecked) var body: (@Sendable () throws -> T)?
-    @exclusivity(unchecked) @usableFromInline var result: Result<T, any Error>?
+enum FiberThunkAction {
+    /// Take the body, run it, keep its result (and the error in `failure`).
+    case run
+    /// Drop the body and keep `failure` as the result.
+    case fail
+    /// Drop whatever is kept (the fiber is being freed).
+    case destroy
+}
 
-    @usableFromInline
-    init(runtime: Runtime, body: @escaping @Sendable () throws -> T) {
-        self.body = body
-        super.init(runtime: runtime)
+/// The type-aware part of a fiber, made by `FiberCore.make(_:)` where the result type is known.
+@usableFromInline
+typealias FiberThunk = @Sendable (FiberCore, FiberThunkAction) -> Void
+
+extension FiberCore {
+    /// Makes a fiber that runs `body`. Inlined into the spawning code, so the thunk is specialised
+    /// for `T` there and needs no generic metadata at run time.
+    @inlinable
+    static func make<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> FiberCore {
+        let fiber = FiberCore(thunk: { fiber, action in fiber.act(action, resultType: T.self) })
+        fiber.keep(body)
+        fiber.stored = Stored.body
+        return fiber
     }
 
-    override func runBody() {
-        do {
-            result = .success(try body!())
-        } catch {
-            result = .failure(error)
-            failure = error
+    @inlinable
+    func act<T: Sendable>(_ action: FiberThunkAction, resultType: T.Type) {
+        typealias Body = @Sendable () throws -> T
+        switch action {
+        case .run:
+            let body = take(Body.self)
+            let result: Result<T, any Error>
+            do {
+                result = .success(try body())
+            } catch {
+                failure = error
+                result = .failure(error)
+            }
+            keep(result)
+            stored = Stored.result
+        case .fail:
+            drop(Body.self)
+            keep(Result<T, any Error>.failure(failure!))
+            stored = Stored.result
+        case .destroy:
+            if stored == Stored.body { drop(Body.self) } else if stored == Stored.result { drop(Result<T, any Error>.self) }
+            stored = Stored.nothing
         }
-        body = nil
     }
 
-    override func failStart(_ error: any Error) {
-        result = .failure(error)
-        failure = error
-        body = nil
+    /// Moves the fiber's result out (the fiber has finished; called once, by its joiner).
+    @inlinable
+    func takeResult<T: Sendable>(_: T.Type) -> Result<T, any Error> {
+        precondition(stored == Stored.result, "a fiber's result was taken twice")
+        stored = Stored.nothing
+        return take(Result<T, any Error>.self)
     }
+
+    /// Whether a `Value` is kept inline in ``storage`` (else in a box ``storage`` points to).
+    @inlinable
+    static func fitsInline<Value>(_: Value.Type) -> Bool {
+        MemoryLayout<Value>.size <= MemoryLayout<(Int, Int, Int, Int)>.size
+            && MemoryLayout<Value>.alignment <= MemoryLayout<Int>.alignment
+    }
+
+    @inlinable
+    func keep<Value>(_ value: Value) {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            if FiberCore.fitsInline(Value.self) {
+                raw.baseAddress!.initializeMemory(as: Value.self, to: value)
+            } else {
+                let box = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+                box.initialize(to: value)
+                raw.storeBytes(of: UnsafeMutableRawPointer(box), as: UnsafeMutableRawPointer.self)
+            }
+        }
+    }
+
+    @inlinable
+    func take<Value>(_: Value.Type) -> Value {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            if FiberCore.fitsInline(Value.self) {
+                return raw.baseAddress!.assumingMemoryBound(to: Value.self).move()
+            }
+            let box = raw.load(as: UnsafeMutablePointer<Value>.self)
+            let value = box.move()
+            box.deallocate()
+            return value
+        }
+    }
+
+    @inlinable
+    func drop<Value>(_: Value.Type) { _ = take(Value.self) }
 }
 
 /// The loop callback of every fiber-blocking operation: runs on the executor whose loop had it.
@@ -303,6 +396,7 @@ let fiberOperationCallback: LoopCallback = { _, context in
 
 /// Every fiber context starts here, on its own stack.
 let fiberEntry: ExecutionContext.Entry = { _, argument in
+    Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
     let fiber = Unmanaged<FiberCore>.fromOpaque(argument!)
     runFiberBody(fiber)
     // Nothing on this stack may hold a reference past this point: the stack is never unwound.
@@ -316,10 +410,33 @@ private func runFiberBody(_ fiber: Unmanaged<FiberCore>) {
 
 @inline(never)
 private func exitFiber(_ fiber: Unmanaged<FiberCore>) -> Never {
+    // The joiner can run as soon as the result is published; the stack and the fiber's own
+    // reference are let go by whatever runs next, once this stack is left for good.
+    fiber._withUnsafeGuaranteedRef { $0.complete() }
     let target = Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
-        e.action = .finish
-        return e.resumer
+        fiber._withUnsafeGuaranteedRef { e.switchTarget(after: $0, action: .finish) }
     }
     let me = fiber._withUnsafeGuaranteedRef { $0.context! }
     me.exit(to: target)
+}
+
+extension FiberCore {
+    /// Publishes the end of the fiber's body: tells its group, and wakes its joiner.
+    @inline(never)  // May take a `Mutex`: see the note on `cancel(timeout:)`.
+    func complete() {
+        if let group {
+            self.group = nil
+            group.childFinished(self)
+        }
+        let old = completion.exchange(Completion.finished, ordering: .acquiringAndReleasing)
+        if old == Completion.waiting {
+            if let waiter = waiterFiber {
+                waiterFiber = nil
+                waiter._withUnsafeGuaranteedRef { FiberCore.wake($0) }
+            } else if let continuation = waiterContinuation {
+                waiterContinuation = nil
+                continuation.resume()
+            }
+        }
+    }
 }

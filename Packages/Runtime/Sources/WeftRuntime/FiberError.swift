@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// Misuse of the runtime, reported as a typed error instead of a crash or a hang.
 public enum FiberError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A fiber-blocking call (named) was made outside a fiber of a running ``Runtime``.
@@ -15,6 +17,9 @@ public enum FiberError: Error, Equatable, Sendable, CustomStringConvertible {
     case runtimeStopped
     /// ``Group/wait()`` is already being called by another fiber for the same group.
     case groupAlreadyWaited
+    /// ``Runtime/run(options:_:)`` could not start an executor thread (`pthread_create` failed, for
+    /// example with `EAGAIN` at the process's thread limit); no fiber ran.
+    case executorStartFailed(Errno)
 
     /// A message naming the misuse.
     public var description: String {
@@ -26,6 +31,7 @@ public enum FiberError: Error, Equatable, Sendable, CustomStringConvertible {
         case .nestedRuntime: "Runtime.run: called on an executor thread of a running Runtime"
         case .runtimeStopped: "spawn: the runtime has stopped"
         case .groupAlreadyWaited: "Group.wait: another fiber is already waiting for this group"
+        case .executorStartFailed(let errno): "Runtime.run: could not start an executor thread: \(errno)"
         }
     }
 

@@ -21,7 +21,7 @@ public final class Group: Sendable {
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread.
     public func spawn(_ body: @escaping @Sendable () throws -> Void) throws(FiberError) {
         guard let executor = Executor.current else { throw .notInFiber(operation: "Group.spawn") }
-        let fiber = TypedFiber(runtime: executor.runtime, body: body)
+        let fiber = FiberCore.make(body)
         fiber.group = core
         if core.add(fiber) { fiber.cancel(timeout: false) }
         executor.runtime.admit(fiber)

@@ -3,10 +3,10 @@
 /// Copies share the fiber; the fiber is joined at most once in all (``join()`` or ``value``).
 /// Dropping every handle without joining lets the fiber run to its end, like ``detach()``.
 public struct JoinHandle<T: Sendable>: Sendable {
-    @usableFromInline let fiber: TypedFiber<T>
+    @usableFromInline let fiber: FiberCore
 
     @usableFromInline
-    init(fiber: TypedFiber<T>) { self.fiber = fiber }
+    init(fiber: FiberCore) { self.fiber = fiber }
 
     /// Whether the fiber has finished.
     public var isFinished: Bool { fiber.completion.load(ordering: .acquiring) == FiberCore.Completion.finished }
@@ -15,7 +15,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
     package var debugState: String {
         "run=\(fiber.runState.load(ordering: .relaxed)) completion=\(fiber.completion.load(ordering: .relaxed)) "
             + "cancel=\(fiber.cancelBits.load(ordering: .relaxed)) io=\(fiber.ioExecutor.load(ordering: .relaxed)) "
-            + "op=\(fiber.pendingOp.map { "\($0.pointee.kind) pending=\($0.pointee.isPending)" } ?? "-") "
+            + "op=\(fiber.pendingOp.map { "\($0.pointee.kind) pending=\($0.pointee.isPending) place=\($0.pointee.place) cancelRequested=\($0.pointee.cancelRequested)" } ?? "-") "
             + "last=\(fiber.lastExecutor?.index ?? -1) pinned=\(fiber.pinned)"
     }
 
@@ -45,7 +45,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
     @inlinable
     public func join() throws -> T {
         try fiber.waitForJoin()
-        return try fiber.result!.get()
+        return try fiber.takeResult(T.self).get()
     }
 
     /// Waits for the fiber from async code, without blocking a thread. Cancelling the awaiting task
@@ -72,7 +72,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
                     fiber.cancel(timeout: false)
                 }
             }
-            return try fiber.result!.get()
+            return try fiber.takeResult(T.self).get()
         }
     }
 }
@@ -87,12 +87,19 @@ extension FiberCore {
     /// until this one has finished.
     @usableFromInline
     func waitForJoin() throws(FiberError) {
-        guard let me = Executor.currentFiber else { throw .notInFiber(operation: "join") }
-        if me === self { throw .joinedItself }
-        try claimJoin()
-        if completion.load(ordering: .acquiring) == Completion.finished { return }
+        guard let running = Executor.currentUnmanaged?._withUnsafeGuaranteedRef({ $0.running }) else {
+            throw .notInFiber(operation: "join")
+        }
+        // No reference counting on the joiner: it is running, so it is alive.
+        if let error = running._withUnsafeGuaranteedRef({ waitForJoin(by: $0, running) }) { throw error }
+    }
+
+    private func waitForJoin(by me: FiberCore, _ unmanaged: Unmanaged<FiberCore>) -> FiberError? {
+        if me === self { return .joinedItself }
+        do { try claimJoin() } catch { return error }
+        if completion.load(ordering: .acquiring) == Completion.finished { return nil }
         me.setHook(.fiber(self))
-        waiterFiber = me
+        waiterFiber = unmanaged
         let (waiting, _) = completion.compareExchange(
             expected: Completion.running, desired: Completion.waiting, ordering: .acquiringAndReleasing)
         if waiting {
@@ -101,5 +108,6 @@ extension FiberCore {
             waiterFiber = nil
         }
         me.clearHook()
+        return nil
     }
 }

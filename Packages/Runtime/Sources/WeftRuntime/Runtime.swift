@@ -1,5 +1,6 @@
 internal import Glibc
 import Synchronization
+import SystemPackage
 import WeftContext
 import WeftLoop
 
@@ -48,6 +49,8 @@ public final class Runtime: @unchecked Sendable {
         /// The pool stacks come from; `nil` uses ``WeftContext/StackPool/shared``. Give a pool made
         /// with another ``WeftContext/StackPool/Configuration`` to change stack sizes.
         public var stackPool: StackPool?
+        /// Makes starting the last executor's thread fail with this error (test hook).
+        package var simulatedThreadStartFailure: Errno?
 
         /// Creates options.
         /// - Parameters:
@@ -116,7 +119,9 @@ public final class Runtime: @unchecked Sendable {
     /// A one-line summary of the scheduler state, for diagnosing a hang (racy snapshot).
     package var debugState: String {
         let parts = executors.map { e in
-            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed))"
+            "e\(e.index): queued=\(e.queued.load(ordering: .relaxed)) sleeping=\(e.sleeping.load(ordering: .relaxed)) "
+                + "inbox=\(e.inboxCount.load(ordering: .relaxed)) cancelsTaken=\(e.cancelsTaken.load(ordering: .relaxed)) "
+                + "loop[\(e.loop.debugState)]"
         }
         return "live=\(live.load(ordering: .relaxed)) injected=\(injectedCount.load(ordering: .relaxed)) "
             + "stopping=\(isStopping) " + parts.joined(separator: " ")
@@ -134,7 +139,8 @@ public final class Runtime: @unchecked Sendable {
     ///   - body: The first fiber's body; it must be nonisolated (it may run on any executor).
     /// - Returns: The body's result.
     /// - Throws: What the body threw; ``FiberError/nestedRuntime`` when called on an executor thread;
-    ///   ``WeftLoop/LoopError`` when a loop cannot be set up.
+    ///   ``WeftLoop/LoopError`` when a loop cannot be set up; ``FiberError/executorStartFailed(_:)``
+    ///   when an executor thread cannot be started (nothing has run then).
     public static func run<T: Sendable>(
         options: Options = Options(), _ body: @escaping @Sendable () throws -> T
     ) throws -> T {
@@ -143,35 +149,50 @@ public final class Runtime: @unchecked Sendable {
         var loops: [Loop] = []
         for _ in 0..<count { loops.append(try Loop(options: options.loop)) }
         let runtime = Runtime(options: options, loops: loops)
-        let root = TypedFiber(runtime: runtime, body: body)
-        runtime.admit(root)
-        runtime.executors[0].push(root)
+        // Every executor thread starts before the first fiber, so a failure leaves nothing running.
         var threads: [pthread_t] = []
+        var startError: Errno? = nil
         for executor in runtime.executors.dropFirst() {
             let box = Unmanaged.passRetained(executor).toOpaque()
             var thread = pthread_t()
-            let started = pthread_create(&thread, nil, { raw in
-                let executor = Unmanaged<Executor>.fromOpaque(raw!).takeRetainedValue()
-                executor.runScheduler()
-                return nil
-            }, box)
-            if started == 0 {
-                threads.append(thread)
+            var started: Int32
+            if let simulated = options.simulatedThreadStartFailure, executor === runtime.executors.last {
+                started = simulated.rawValue
             } else {
-                Unmanaged<Executor>.fromOpaque(box).release()
+                started = pthread_create(&thread, nil, { raw in
+                    let executor = Unmanaged<Executor>.fromOpaque(raw!).takeRetainedValue()
+                    executor.runScheduler()
+                    return nil
+                }, box)
             }
+            if started != 0 {
+                Unmanaged<Executor>.fromOpaque(box).release()
+                startError = Errno(rawValue: started)
+                break
+            }
+            threads.append(thread)
         }
+        if let startError {
+            runtime.stopUnstarted()
+            for thread in threads { pthread_join(thread, nil) }
+            for executor in runtime.executors { try? executor.loop.close() }
+            throw FiberError.executorStartFailed(startError)
+        }
+        let root = FiberCore.make(body)
+        runtime.admit(root)
+        runtime.executors[0].push(root)
         runtime.executors[0].runScheduler()
         for thread in threads { pthread_join(thread, nil) }
         for executor in runtime.executors { try? executor.loop.close() }
-        return try root.result!.get()
+        return try root.takeResult(T.self).get()
     }
 
     // MARK: Fibers
 
     /// Counts a new fiber and gives it its self-reference (released when it finishes).
     func admit(_ fiber: FiberCore) {
-        live.add(1, ordering: .relaxed)
+        fiber.runtime = self
+        live.wrappingAdd(1, ordering: .relaxed)
         _ = Unmanaged.passRetained(fiber)
     }
 
@@ -190,7 +211,8 @@ public final class Runtime: @unchecked Sendable {
     /// - Throws: ``FiberError/runtimeStopped`` once every fiber has finished and the runtime is
     ///   stopping.
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let fiber = TypedFiber(runtime: self, body: body)
+        let fiber = FiberCore.make(body)
+        fiber.runtime = self
         var count = live.load(ordering: .acquiring)
         while true {
             if count & Runtime.stopBit != 0 { throw .runtimeStopped }
@@ -247,9 +269,15 @@ public final class Runtime: @unchecked Sendable {
         if except == nil, let first = executors.first { first.waker.wake() }
     }
 
+    /// Stops a runtime that never ran a fiber (an executor thread could not start).
+    private func stopUnstarted() {
+        live.store(Runtime.stopBit, ordering: .sequentiallyConsistent)
+        for executor in executors { executor.waker.wake() }
+    }
+
     /// Called by an executor when a fiber has finished; the last one stops the runtime.
     func fiberFinished() {
-        if live.subtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
+        if live.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
         // A spawn from outside may have raised the count again meanwhile: then this is no stop.
         let (stopped, _) = live.compareExchange(expected: 0, desired: Runtime.stopBit, ordering: .sequentiallyConsistent)
         if stopped {

@@ -67,7 +67,13 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
             case value(Element), lagged(Int), closed, empty
         }
 
-        private func step(_ state: inout State) -> Step {
+        /// Whether ``step(_:)`` would find something (a message, a lag or the close) without
+        /// moving the cursor.
+        func isReady(_ state: State) -> Bool {
+            state.closed || cursor.withLock { $0 < state.sent }
+        }
+
+        func step(_ state: inout State) -> Step {
             cursor.withLock { cursor in
                 let capacity = UInt64(channel.capacity)
                 let oldest = state.sent > capacity ? state.sent - capacity : 0
@@ -82,6 +88,15 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
                     return .value(value)
                 }
                 return state.closed ? .closed : .empty
+            }
+        }
+
+        /// Turns a step into the receive's result: `nil` once closed and drained.
+        func result(_ step: Step) throws(SyncError) -> Element? {
+            switch step {
+            case .value(let value): return value
+            case .lagged(let missed): throw .lagged(missed: missed)
+            case .closed, .empty: return nil
             }
         }
 

@@ -44,19 +44,19 @@ extension Channel: Sequence {
 
     enum AsyncStep { case value(Element), closed, waiting }
 
-    /// A receive for async code: a heap-boxed parking resumed through a continuation.
+    /// A receive for async code: a heap-boxed parking resumed through a continuation, and the
+    /// node and slot in one allocation.
     func receiveAsync() async throws -> Element? {
         if let value = try? tryReceive() { return value }
         try Task.checkCancellation()
         let parking = AsyncParking()
-        let slot = SelectSlot<Element>()
-        let node = SelectValue(WaitNode(parking: parking.parking, code: Parking.Claim.firstSignal))
-        node.pointer.pointee.slot = UnsafeMutableRawPointer(slot.pointer)
+        let wait = AsyncWaitNode<Element?>(parking: parking.parking, slot: nil)
+        defer { wait.free() }
         var wake: UnsafeMutablePointer<Parking>? = nil
         let step = state.withLock { state -> AsyncStep in
             if let value = state.take(&wake) { return .value(value) }
             if state.closed { return .closed }
-            state.receivers.append(node.pointer)
+            state.receivers.append(wait.node)
             return .waiting
         }
         if let wake { Parking.wake(wake) }
@@ -67,9 +67,9 @@ extension Channel: Sequence {
         }
         let outcome = await parking.park()
         if outcome >= Parking.Claim.firstSignal {
-            return node.pointer.pointee.closed ? nil : slot.pointer.pointee
+            return wait.node.pointee.closed ? nil : wait.slot.pointee
         }
-        state.withLock { $0.receivers.remove(node.pointer) }
+        state.withLock { $0.receivers.remove(wait.node) }
         throw CancellationError()
     }
 }

@@ -127,12 +127,41 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; in each case the value was not delivered.
     @inlinable
     public func send(_ value: Element, timeout: Duration?) throws {
+        // The fast path, one lock round: buffer space and no parked receiver (the steady state of
+        // a busy buffered channel), or a parked receiver to hand the value to.
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        var closed = false
+        let sent = state.withLock { state -> Bool in
+            if state.closed {
+                closed = true
+                return false
+            }
+            if state.receivers.head == nil {
+                if state.count == state.capacity { return false }
+                state.push(value)
+                return true
+            }
+            return state.give(value, &wake)
+        }
+        if sent {
+            if let wake { Parking.wake(wake) }
+            return
+        }
+        if closed { throw SyncError.closed(operation: "Channel.send") }
+        try sendSlowly(value, timeout: timeout)
+    }
+
+    /// The rest of ``send(_:timeout:)``: a wait for space or a receiver (the fast path just
+    /// found neither).
+    @inlinable
+    @inline(never)
+    func sendSlowly(_ value: Element, timeout: Duration?) throws {
         var value = value
         var wake: UnsafeMutablePointer<Parking>? = nil
         var closedNow = false
         let closed = try withUnsafeMutablePointer(to: &value) { pointer throws -> Bool in
             try blockingWait(
-                "Channel.send", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
+                "Channel.send", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
                 enqueue: { node in
                     state.withLock { state in
                         if state.closed {
@@ -180,11 +209,33 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; no value was taken in each case.
     @inlinable
     public func receive(timeout: Duration?) throws -> Element {
+        // The fast path, one lock round: a buffered value and no parked sender to move in, so
+        // nobody is woken; otherwise `take` serves parked senders too.
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        var closed = false
+        let value = state.withLock { state -> Element? in
+            if state.count > 0 && state.senders.head == nil { return state.pop() }
+            if let value = state.take(&wake) { return value }
+            closed = state.closed
+            return nil
+        }
+        if let value {
+            if let wake { Parking.wake(wake) }
+            return value
+        }
+        if closed { throw SyncError.closed(operation: "Channel.receive") }
+        return try receiveSlowly(timeout: timeout)
+    }
+
+    /// The rest of ``receive(timeout:)``: a wait for a value (the fast path just found none).
+    @inlinable
+    @inline(never)
+    func receiveSlowly(timeout: Duration?) throws -> Element {
         var received: Element? = nil
         var wake: UnsafeMutablePointer<Parking>? = nil
         _ = try withUnsafeMutablePointer(to: &received) { pointer throws -> Bool in
             try blockingWait(
-                "Channel.receive", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
+                "Channel.receive", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
                 enqueue: { node in
                     state.withLock { state in
                         if let value = state.take(&wake) {

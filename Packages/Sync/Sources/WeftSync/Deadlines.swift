@@ -42,6 +42,50 @@ extension Future {
     public func get(deadline: ContinuousClock.Instant) throws -> Value { try get(timeout: remaining(until: deadline)) }
 }
 
+extension RwLock {
+    /// Takes a read lock, waiting until `deadline` at the latest.
+    /// - Parameter deadline: When to give up.
+    /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
+    public func readLock(deadline: ContinuousClock.Instant) throws { try readLock(timeout: remaining(until: deadline)) }
+
+    /// Takes the write lock, waiting until `deadline` at the latest.
+    /// - Parameter deadline: When to give up.
+    /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`,
+    ///   ``SyncError/alreadyOwned(operation:)``.
+    public func writeLock(deadline: ContinuousClock.Instant) throws { try writeLock(timeout: remaining(until: deadline)) }
+}
+
+extension Condition {
+    /// Like ``wait(_:)``, until `deadline` at the latest.
+    /// - Parameters:
+    ///   - mutex: A mutex the caller owns.
+    ///   - deadline: When to give up.
+    /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`, ``SyncError/notOwner(operation:)``.
+    ///   The caller owns `mutex` again in every case but the last.
+    public func wait(_ mutex: Mutex, deadline: ContinuousClock.Instant) throws {
+        try wait(mutex, timeout: remaining(until: deadline))
+    }
+
+    /// Releases every level of `mutex` and waits like ``wait(_:)``, until `deadline` at the latest.
+    /// - Parameters:
+    ///   - mutex: A recursive mutex the caller owns.
+    ///   - deadline: When to give up.
+    /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`, ``SyncError/notOwner(operation:)``.
+    public func wait(_ mutex: RecursiveMutex, deadline: ContinuousClock.Instant) throws {
+        try wait(mutex, timeout: remaining(until: deadline))
+    }
+}
+
+extension Barrier {
+    /// Waits for the round to fill, until `deadline` at the latest (a caller that gives up no
+    /// longer counts as arrived).
+    /// - Parameter deadline: When to give up.
+    /// - Returns: `true` for the last caller of the round.
+    /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
+    @discardableResult
+    public func wait(deadline: ContinuousClock.Instant) throws -> Bool { try wait(timeout: remaining(until: deadline)) }
+}
+
 extension Channel {
     /// Sends a value, waiting until `deadline` at the latest.
     /// - Parameters:

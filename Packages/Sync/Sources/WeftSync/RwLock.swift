@@ -22,14 +22,14 @@ public final class RwLock: Sendable {
                     waiters.remove(node)
                     if node.pointee.claim() {
                         readers += 1
-                        woken.append(node)
+                        woken.appendClaimed(node)
                     }
                 } else {
                     if writer != 0 || readers > 0 { break }
                     waiters.remove(node)
                     if node.pointee.claim() {
                         writer = node.pointee.tag
-                        woken.append(node)
+                        woken.appendClaimed(node)
                         break
                     }
                 }

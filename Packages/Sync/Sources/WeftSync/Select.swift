@@ -1,16 +1,131 @@
 import WeftRuntime
 
-/// One arm's waiter, handed to a ``SelectCase``'s registration: it carries the select's single
-/// claim, shared by all of its arms.
-public struct SelectWaiter {
+/// One arm's waiter, handed to a ``SelectArm``'s ``SelectArm/register(_:)``: it carries the
+/// select's single claim, shared by all of its arms.
+///
+/// A waitable keeps the waiters of its arms in a ``SelectWaiterQueue`` under its own lock. Whoever
+/// ends the wait (the arm itself when it is ready at once, or a peer later) first wins
+/// ``claim()``; a peer that won then calls ``wake()`` once, after releasing its lock. Two waiters
+/// are equal when they are the same arm of the same select.
+public struct SelectWaiter: Hashable, @unchecked Sendable {
     package let node: UnsafeMutablePointer<WaitNode>
 
-    /// Claims the whole select for this arm; only the winner may consume anything for it.
-    package func claim() -> Bool { node.pointee.claim() }
+    package init(node: UnsafeMutablePointer<WaitNode>) { self.node = node }
 
-    /// Gives back a claim this arm took itself during registration when, under its primitive's
-    /// lock, there turned out to be nothing to consume. Only valid before the select parks.
-    package func unclaim() { node.pointee.parking.pointee.state.store(Parking.Claim.waiting, ordering: .releasing) }
+    /// Claims the whole select for this arm: only the caller that gets `true` may consume or
+    /// commit anything for the arm (and, if it is a peer, must then call ``wake()``). Call it under
+    /// the waitable's lock, so that consuming and claiming are one step for other users.
+    /// - Returns: Whether this call won the select.
+    public func claim() -> Bool { node.pointee.claim() }
+
+    /// Gives back a claim this arm took itself during ``SelectArm/register(_:)`` when, still under
+    /// its waitable's lock, there turned out to be nothing to consume (register then returns
+    /// ``SelectRegistration/retry``). Never valid anywhere else: calling it when the select is
+    /// not claimed for this arm stops the program with a message naming the call.
+    public func unclaim() {
+        let parking = node.pointee.parking
+        let given = parking.pointee.state.compareExchange(
+            expected: node.pointee.code, desired: Parking.Claim.waiting, ordering: .releasing
+        ).exchanged
+        precondition(given, "SelectWaiter.unclaim: the select is not claimed for this arm")
+    }
+
+    /// Resumes the select after a peer's successful ``claim()``. Call it once, outside the
+    /// waitable's lock; the waiter may be gone right after.
+    public func wake() { Parking.wake(node.pointee.parking) }
+
+    /// Whether `other` belongs to the same select (a select never serves itself: a waitable that
+    /// pairs waiters, like a channel's senders and receivers, skips its own select's other arms).
+    /// - Parameter other: Another waiter.
+    /// - Returns: Whether both are arms of one select.
+    public func isSameSelect(as other: SelectWaiter) -> Bool { node.pointee.parking == other.node.pointee.parking }
+}
+
+/// The intrusive FIFO in which a waitable keeps the queued waiters of its select arms. Nothing is
+/// allocated: each waiter's storage belongs to the select that waits.
+///
+/// Not thread-safe: keep it under the waitable's lock, like the state it guards.
+public struct SelectWaiterQueue: @unchecked Sendable {
+    var queue = WaitQueue()
+
+    /// An empty queue.
+    public init() {}
+
+    init(queue: WaitQueue) { self.queue = queue }
+
+    /// Whether no waiter is queued (stale ones count until a claim drops them).
+    public var isEmpty: Bool { queue.isEmpty }
+
+    /// The number of queued waiters (stale ones included).
+    public var count: Int { queue.count }
+
+    /// Queues a waiter (from ``SelectArm/register(_:)``).
+    /// - Parameter waiter: The arm's waiter.
+    public mutating func append(_ waiter: SelectWaiter) { queue.append(waiter.node) }
+
+    /// Unlinks a waiter if it is still queued (from ``SelectArm/unregister(_:)``; idempotent).
+    /// - Parameter waiter: The arm's waiter.
+    public mutating func remove(_ waiter: SelectWaiter) { queue.remove(waiter.node) }
+
+    /// Unlinks waiters from the front until one is claimed and returns it; waiters whose select
+    /// was already won elsewhere (another arm, a cancellation, a timeout) are dropped on the way.
+    /// Wake the returned waiter with ``SelectWaiter/wake()`` once the lock is released.
+    /// - Parameter excluding: A waiter whose select's arms are skipped and stay queued (an arm
+    ///   that pairs with the queue's waiters during its own registration must not meet its own
+    ///   select), or `nil`.
+    /// - Returns: The claimed waiter, or `nil` if none could be claimed.
+    public mutating func claimFirst(excluding: SelectWaiter? = nil) -> SelectWaiter? {
+        queue.claimFirst(excluding: excluding?.node.pointee.parking).map(SelectWaiter.init(node:))
+    }
+
+    /// Whether a waiter of another select than `excluding`'s is queued (it may be stale: claiming
+    /// it may still fail). A pairing arm checks this before claiming its own select.
+    /// - Parameter excluding: The asking arm's waiter, or `nil`.
+    /// - Returns: Whether such a waiter is queued.
+    public func hasWaiter(excluding: SelectWaiter?) -> Bool { queue.hasWaiter(excluding: excluding?.node.pointee.parking) }
+
+    /// Claims every queued waiter and returns them as a detached queue, to wake with ``wakeAll()``
+    /// once the lock is released.
+    /// - Returns: The claimed waiters.
+    public mutating func claimAll() -> SelectWaiterQueue { SelectWaiterQueue(queue: queue.claimAll()) }
+
+    /// Wakes every waiter of a queue returned by ``claimAll()``.
+    public func wakeAll() { queue.wakeAll() }
+}
+
+/// What a select arm of a new waitable implements; ``SelectCase/init(_:)`` turns it into an arm.
+///
+/// A select calls ``register(_:)`` on each of its arms in order, parks until one arm's waiter is
+/// claimed (or the select is cancelled or times out), calls ``unregister(_:)`` on every arm it
+/// registered, and finally ``finish(_:)`` on the winner only. Make one arm value per
+/// ``Selectable/selectCase()`` call: it may keep per-wait state (a slot a peer fills).
+///
+/// The rule that keeps items from being lost or duplicated: nothing is consumed for an arm, by the
+/// arm itself or by a peer, except by whoever won ``SelectWaiter/claim()`` for it, and the
+/// consuming happens under the same lock as that claim.
+public protocol SelectArm {
+    /// What the arm produces when it wins.
+    associatedtype Output
+
+    /// Try now, or enqueue: under the waitable's lock, if it is ready, claim the waiter, consume
+    /// and return ``SelectRegistration/completed`` (or ``SelectRegistration/lost`` if the claim
+    /// failed: consume nothing then); otherwise append the waiter to the waitable's
+    /// ``SelectWaiterQueue`` and return ``SelectRegistration/registered``. A peer that later
+    /// claims the queued waiter commits the item for this arm (under the same lock) and wakes it.
+    /// - Parameter waiter: This arm's waiter.
+    /// - Returns: What happened.
+    func register(_ waiter: SelectWaiter) -> SelectRegistration
+
+    /// Dequeue: remove the waiter if it is still queued (it may have been taken already). Called
+    /// for every registered arm once the select is decided, the winner included.
+    /// - Parameter waiter: This arm's waiter.
+    func unregister(_ waiter: SelectWaiter)
+
+    /// Commit: produce the result, called only for the arm that won, after ``unregister(_:)``.
+    /// - Parameter waiter: This arm's waiter.
+    /// - Returns: The arm's result.
+    /// - Throws: What the arm reports (a closed channel, for example).
+    func finish(_ waiter: SelectWaiter) throws -> Output
 }
 
 /// What registering one arm of a select did.
@@ -28,8 +143,8 @@ public enum SelectRegistration: Sendable {
 /// One arm of a ``select(_:timeout:)``: how to register with a waitable, withdraw from it, and
 /// produce the arm's result once it won.
 ///
-/// Primitives make cases (``Channel/onReceive()``, ``ResetEvent/onWait()``, …); a new kind of
-/// waitable conforms to ``Selectable`` and builds its case from the same waiting core.
+/// Primitives make cases (``Channel/onReceive()``, ``ResetEvent/onWait()``, …); a waitable defined
+/// elsewhere implements ``SelectArm`` and wraps it with ``init(_:)``.
 public struct SelectCase<Output> {
     let register: (SelectWaiter) -> SelectRegistration
     let unregister: (SelectWaiter) -> Void
@@ -48,6 +163,12 @@ public struct SelectCase<Output> {
         self.register = register
         self.unregister = unregister
         self.finish = finish
+    }
+
+    /// Creates a case from an arm of a waitable defined outside WeftSync.
+    /// - Parameter arm: The arm (one per select it takes part in).
+    public init<Arm: SelectArm>(_ arm: Arm) where Arm.Output == Output {
+        self.init(register: arm.register, unregister: arm.unregister, finish: arm.finish)
     }
 
     /// The same case with its result transformed (run only if this arm wins).

@@ -62,7 +62,7 @@ public final class Semaphore: Sendable {
         state.withLock { state in
             for _ in 0..<max(0, count) {
                 if let waiter = state.waiters.claimFirst() {
-                    woken.append(waiter)
+                    woken.appendClaimed(waiter)
                 } else {
                     state.permits += 1
                 }

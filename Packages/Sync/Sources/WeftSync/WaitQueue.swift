@@ -65,6 +65,15 @@ package struct WaitQueue: @unchecked Sendable {
         return .waiting
     }
 
+    /// Appends a node claimed from a primitive's queue to a detached list of waiters to wake
+    /// (``wakeAll()``). The node counts as unlinked: a select arm that unregisters it afterwards
+    /// must not touch the primitive's queue (which it would corrupt, dropping other waiters).
+    @inlinable
+    package mutating func appendClaimed(_ node: UnsafeMutablePointer<WaitNode>) {
+        append(node)
+        node.pointee.linked = false
+    }
+
     /// Unlinks `node` if it is still linked (idempotent).
     @inlinable
     package mutating func remove(_ node: UnsafeMutablePointer<WaitNode>) {
@@ -114,7 +123,7 @@ package struct WaitQueue: @unchecked Sendable {
         while let node = head {
             remove(node)
             if closed { node.pointee.closed = true }
-            if node.pointee.claim() { claimed.append(node) }
+            if node.pointee.claim() { claimed.appendClaimed(node) }
         }
         return claimed
     }
@@ -148,6 +157,7 @@ enum Enqueued: Sendable {
 ///   - operation: Named in ``SyncError/timedOut(operation:)``.
 ///   - timeout: `nil` waits without limit.
 ///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
+///   - triedAlready: The caller's own fast path just tried to complete: skip the first pass.
 ///   - tag: Stored in the node for the primitive.
 ///   - slot: Stored in the node for hand-over.
 ///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
@@ -158,13 +168,13 @@ enum Enqueued: Sendable {
 /// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
 @inlinable
 func blockingWait(
-    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, triedAlready: Bool = false, tag: UInt = 0,
     slot: UnsafeMutableRawPointer? = nil,
     enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
     dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
 ) throws -> Bool {
     // First pass without a node: most calls complete here, with no parking set up.
-    if case .done = enqueue(nil) { return false }
+    if !triedAlready, case .done = enqueue(nil) { return false }
     if cancellable { try Parking.checkCancellation() }
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
@@ -179,3 +189,33 @@ func blockingWait(
         }
     }
 }
+
+/// A waiter node and a hand-over slot for an async wait, in one allocation: an async function
+/// cannot keep them on a stack across its suspension, and boxing each costs two allocations.
+struct AsyncWaitNode<Slot> {
+    let node: UnsafeMutablePointer<WaitNode>
+    let slot: UnsafeMutablePointer<Slot>
+    private let raw: UnsafeMutableRawPointer
+
+    /// - Parameters:
+    ///   - parking: The waiter's parking.
+    ///   - slot: The slot's initial value.
+    init(parking: UnsafeMutablePointer<Parking>, slot initial: Slot) {
+        let alignment = MemoryLayout<Slot>.alignment
+        let offset = (MemoryLayout<WaitNode>.stride + alignment - 1) / alignment * alignment
+        raw = UnsafeMutableRawPointer.allocate(
+            byteCount: offset + MemoryLayout<Slot>.size, alignment: max(MemoryLayout<WaitNode>.alignment, alignment))
+        slot = (raw + offset).bindMemory(to: Slot.self, capacity: 1)
+        slot.initialize(to: initial)
+        node = raw.bindMemory(to: WaitNode.self, capacity: 1)
+        node.initialize(to: WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: UnsafeMutableRawPointer(slot)))
+    }
+
+    /// Frees both, once the node is out of every queue.
+    func free() {
+        node.deinitialize(count: 1)
+        slot.deinitialize(count: 1)
+        raw.deallocate()
+    }
+}
+

@@ -85,8 +85,10 @@ void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned le
 long weft_recv_peek(int fd);
 
 // A deadline for the operation just prepared in `op_sqe`: links it (IOSQE_IO_LINK) to a
-// LINK_TIMEOUT in `sqe` at the absolute CLOCK_MONOTONIC time `ts`, whose own completion is ignored.
-void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts);
+// LINK_TIMEOUT in `sqe` at the absolute CLOCK_MONOTONIC time `ts`, whose own completion carries
+// `tag` (and is ignored).
+void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
+                             uint64_t tag);
 
 // Registered files: the operation's descriptor is a slot of the ring's file table.
 void weft_sqe_fixed_file(struct io_uring_sqe *sqe);
