@@ -217,39 +217,11 @@ public final class Loop {
         operation.pointee.state = .pending
         operation.pointee.next = nil
         operation.pointee.prev = nil
-        operation.pointee.more = false
-        operation.pointee.bufferID = -1
-        operation.pointee.timedOut = false
         pendingCount += 1
-        if operation.pointee.kind == .recvMultishot {
-            guard let ring = bufferRing(of: operation) else {
-                // Not this loop's ring, or closed: no ring to count the operation against.
-                operation.pointee.address2 = nil
-                completeLater(operation, result: -EBADF)
-                return
-            }
-            ring.users += 1
-        }
-        if operation.pointee.fixedSlot >= 0 {
-            let r = resolveRegisteredFile(operation)
-            if r < 0 {
-                completeLater(operation, result: r)
-                return
-            }
-        }
+        if operation.pointee.extras != 0 && !submitExtras(operation) { return }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
             return
-        }
-        if operation.pointee.timeout != 0 {
-            if operation.pointee.kind == .timer {
-                completeLater(operation, result: -EINVAL)
-                return
-            }
-            let deadline = LoopSystem.now(.monotonic) &+ operation.pointee.timeout
-            operation.pointee.deadline = deadline
-            operation.pointee.time = TimeSpec(nanoseconds: deadline)
-            if !backend.enforcesDeadline(operation) { timers.insert(operation) }
         }
         if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
             let deadline = Self.monotonicDeadline(operation)
@@ -263,6 +235,57 @@ public final class Loop {
             return
         }
         backend.submit(operation, loop: self)
+    }
+
+    /// The submission steps of multishot operations, buffer rings, deadlines and registered files,
+    /// out of the plain operations' way. Returns false when the operation was completed already (an
+    /// error, delivered later).
+    @inline(never)
+    private func submitExtras(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        let extras = operation.pointee.extras
+        operation.pointee.more = false
+        operation.pointee.bufferID = -1
+        operation.pointee.timedOut = false
+        if extras & OperationExtras.bufferRing != 0 {
+            guard let ring = bufferRing(of: operation) else {
+                // Not this loop's ring, or closed: no ring to count the operation against.
+                operation.pointee.address2 = nil
+                completeLater(operation, result: -EBADF)
+                return false
+            }
+            ring.users += 1
+        }
+        if extras & OperationExtras.registeredFile != 0 {
+            let r = resolveRegisteredFile(operation)
+            if r < 0 {
+                completeLater(operation, result: r)
+                return false
+            }
+        }
+        if extras & OperationExtras.deadline != 0 {
+            if operation.pointee.kind == .timer {
+                completeLater(operation, result: -EINVAL)
+                return false
+            }
+            let deadline = LoopSystem.now(.monotonic) &+ operation.pointee.timeout
+            operation.pointee.deadline = deadline
+            operation.pointee.time = TimeSpec(nanoseconds: deadline)
+            // A cancel requested before submission completes it at once; the heap entry goes then.
+            if !backend.enforcesDeadline(operation) { timers.insert(operation) }
+        }
+        return true
+    }
+
+    /// What completing costs the operations ``submitExtras(_:)`` handled: the ring's count, the
+    /// deadline's heap entry and its ETIME, the registered-file slot. Returns the result to report.
+    @inline(never)
+    private func completeExtras(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
+        let extras = op.pointee.extras
+        if extras & OperationExtras.bufferRing != 0, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
+        if op.pointee.heapIndex >= 0 { timers.remove(op) }
+        if extras & OperationExtras.registeredFile != 0 { op.pointee.fd = op.pointee.fixedSlot }
+        if op.pointee.timedOut && (result == -ECANCELED || result == -EINTR) { return -ETIME }
+        return result
     }
 
     /// A timer's deadline on the monotonic clock; absolute deadlines on other clocks are converted
@@ -293,7 +316,7 @@ public final class Loop {
     /// - Returns: Whether the operation completed.
     package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
         if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
-            || operation.pointee.fixedSlot >= 0
+            || operation.pointee.extras != 0
         {
             return false
         }
@@ -527,12 +550,8 @@ public final class Loop {
         if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
-        if op.pointee.kind == .recvMultishot, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
-        if op.pointee.heapIndex >= 0 { timers.remove(op) }
-        if op.pointee.fixedSlot >= 0 { op.pointee.fd = op.pointee.fixedSlot }
-        if op.pointee.timedOut && (r == -ECANCELED || r == -EINTR) { r = -ETIME }
+        if op.pointee.extras != 0 { r = completeExtras(op, result: r) }
         op.pointee.rawResult = r
-        op.pointee.more = false
         op.pointee.state = .completed
         op.pointee.cancelRequested = false
         op.pointee.place = OperationPlace.none

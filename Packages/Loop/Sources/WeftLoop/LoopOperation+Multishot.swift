@@ -20,6 +20,7 @@ extension LoopOperation {
     public static func acceptMultishot(_ descriptor: FileDescriptor) -> LoopOperation {
         var op = LoopOperation(kind: .acceptMultishot)
         op.fd = descriptor.rawValue
+        op.extras = OperationExtras.multishot
         return op
     }
 
@@ -52,6 +53,7 @@ extension LoopOperation {
         op.address2 = Unmanaged.passUnretained(ring).toOpaque()
         op.length = ring.size
         op.flags = UInt32(bitPattern: flags)
+        op.extras = OperationExtras.multishot | OperationExtras.bufferRing
         return op
     }
 
@@ -68,6 +70,7 @@ extension LoopOperation {
     public func onRegisteredFile() -> LoopOperation {
         var op = self
         op.fixedSlot = max(0, op.fd)
+        op.extras |= OperationExtras.registeredFile
         return op
     }
 
@@ -75,5 +78,5 @@ extension LoopOperation {
     public var usesRegisteredFile: Bool { fixedSlot >= 0 }
 
     /// Whether the operation is one of the multishot kinds.
-    var isMultishot: Bool { kind == .acceptMultishot || kind == .recvMultishot }
+    var isMultishot: Bool { extras & OperationExtras.multishot != 0 }
 }

@@ -44,6 +44,9 @@ public struct LoopOperation {
     package var timedOut = false
     /// The registered-file slot the operation names instead of a descriptor, or -1.
     package var fixedSlot: Int32 = -1
+    /// Which of the less common features the operation uses (``OperationExtras``), so the hot paths
+    /// of plain operations test one byte and keep the rest out of line.
+    package var extras: UInt8 = 0
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
@@ -102,6 +105,7 @@ public struct LoopOperation {
     public func withTimeout(_ duration: Duration) -> LoopOperation {
         var op = self
         op.timeout = max(1, TimeSpec(duration).totalNanoseconds)
+        op.extras |= OperationExtras.deadline
         return op
     }
 
@@ -143,6 +147,18 @@ public struct LoopOperation {
         /// Its callback ran (or is running).
         case completed
     }
+}
+
+/// The bits of ``LoopOperation/extras``.
+package enum OperationExtras {
+    /// A multishot operation.
+    static let multishot: UInt8 = 1
+    /// A multishot receive counted against its buffer ring.
+    static let bufferRing: UInt8 = 2
+    /// A deadline (``LoopOperation/withTimeout(_:)``).
+    static let deadline: UInt8 = 4
+    /// A registered-file slot instead of a descriptor.
+    static let registeredFile: UInt8 = 8
 }
 
 /// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.

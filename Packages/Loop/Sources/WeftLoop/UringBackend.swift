@@ -147,13 +147,20 @@ final class UringBackend: LoopBackend {
     }
 
     private func linksDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
-        op.pointee.timeout != 0 && enforcesDeadline(op)
+        op.pointee.extras & OperationExtras.deadline != 0 && enforcesDeadline(op)
     }
 
     /// A submission entry for the operation, with room for its linked timeout after it if it has a
     /// deadline (a link must not be split across two submissions), or nil when the queue is full.
+    @inline(__always)
     private func entry(for op: UnsafeMutablePointer<LoopOperation>) -> UnsafeMutablePointer<io_uring_sqe>? {
-        if !linksDeadline(op) { return nextEntry() }
+        if op.pointee.extras == 0 || !linksDeadline(op) { return nextEntry() }
+        return linkableEntry()
+    }
+
+    /// Two free submission entries (flushing the queue if needed), or nil.
+    @inline(never)
+    private func linkableEntry() -> UnsafeMutablePointer<io_uring_sqe>? {
         if io_uring_sq_space_left(ring) < 2 {
             enableIfNeeded()
             _ = io_uring_submit(ring)
@@ -162,8 +169,11 @@ final class UringBackend: LoopBackend {
         return io_uring_get_sqe(ring)
     }
 
-    /// Links the deadline of an operation just prepared in `sqe` (``entry(for:)`` left room).
-    private func linkDeadline(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+    /// Marks an entry just prepared for a registered file, and links the operation's deadline
+    /// (``entry(for:)`` left room for it).
+    @inline(never)
+    private func prepareExtras(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        if op.pointee.extras & OperationExtras.registeredFile != 0 { weft_sqe_fixed_file(sqe) }
         guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
         weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op), Self.deadlineTag)
     }
@@ -278,8 +288,7 @@ final class UringBackend: LoopBackend {
         }
         op.pointee.place = OperationPlace.kernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
-        if o.fixedSlot >= 0 { weft_sqe_fixed_file(sqe) }
-        linkDeadline(sqe, op)
+        if o.extras != 0 { prepareExtras(sqe, op) }
     }
 
     /// The kernel resolves registered-file slots (`IOSQE_FIXED_FILE`).
@@ -420,7 +429,9 @@ final class UringBackend: LoopBackend {
             return
         }
         let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
-        if (result == -ECANCELED || result == -EINTR) && linksDeadline(op) && !op.pointee.cancelRequested && !closing {
+        if op.pointee.extras != 0 && (result == -ECANCELED || result == -EINTR) && linksDeadline(op)
+            && !op.pointee.cancelRequested && !closing
+        {
             // Nobody cancelled it: its linked timeout did.
             op.pointee.timedOut = true
         }
@@ -457,6 +468,7 @@ final class UringBackend: LoopBackend {
     /// in the kernel. Without it the kernel is done with it: a success after which nobody asked to
     /// stop is delivered as one more result and the operation re-armed (the kernel may drop a
     /// multishot request by itself); anything else is the final callback.
+    @inline(never)
     private func deliverMultishot(
         _ op: UnsafeMutablePointer<LoopOperation>, result: Int32, flags: UInt32, loop: Loop
     ) {
@@ -515,9 +527,8 @@ final class UringBackend: LoopBackend {
         }
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
-        if op.pointee.fixedSlot >= 0 { weft_sqe_fixed_file(sqe) }
         op.pointee.place = Self.awaitingReadiness
-        linkDeadline(sqe, op)
+        if op.pointee.extras != 0 { prepareExtras(sqe, op) }
     }
 
     /// A racy snapshot of the ring and the backend's queues, for diagnosing a hang.
