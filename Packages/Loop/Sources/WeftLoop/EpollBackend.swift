@@ -17,7 +17,7 @@ final class EpollBackend: LoopBackend {
     private var entries: [Entry] = []
     /// Descriptors with a newly submitted multishot operation: their readers are tried at the next
     /// wait (an edge may already have passed; callbacks never run inside submit).
-    private var kicks: [Int32] = []
+    @exclusivity(unchecked) private var kicks: [Int32] = []
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 256
     private static let wakeData = UInt64.max

@@ -88,9 +88,9 @@ public final class Loop {
     @exclusivity(unchecked) private var running = false
     @exclusivity(unchecked) private var closing = false
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
-    private var bufferRings: [LoopBufferRing?] = []
+    @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
     /// Registered files: the descriptor in each slot, -1 for an empty one.
-    private var registeredFiles: [Int32] = []
+    @exclusivity(unchecked) private var registeredFiles: [Int32] = []
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.

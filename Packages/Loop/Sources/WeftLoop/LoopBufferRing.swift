@@ -37,9 +37,9 @@ public final class LoopBufferRing {
     /// Whether the kernel picks the buffers (io_uring); otherwise the loop does (epoll, scripted).
     let kernelRing: Bool
     /// Multishot receives submitted with this ring whose final callback has not run.
-    package var users = 0
+    @exclusivity(unchecked) package var users = 0
     /// Whether ``close()`` (or the loop's close) released the ring.
-    public private(set) var isClosed = false
+    @exclusivity(unchecked) public private(set) var isClosed = false
 
     private let memory: UnsafeMutableRawPointer
     /// The io_uring ring entries (page-aligned), or nil for a pool.
@@ -48,7 +48,7 @@ public final class LoopBufferRing {
     private let held: UnsafeMutablePointer<UInt8>
     /// The pool's free buffer indices, a stack (epoll and scripted only).
     private let free: UnsafeMutablePointer<UInt16>
-    private var freeCount: Int
+    @exclusivity(unchecked) private var freeCount: Int
 
     /// Creates a ring of `count` buffers of `size` bytes and registers it with the loop.
     /// - Parameters:
@@ -105,7 +105,7 @@ public final class LoopBufferRing {
 
     /// The number of buffers not held by the caller (in the kernel's ring or the pool).
     public var availableCount: Int { count - heldCount }
-    private var heldCount = 0
+    @exclusivity(unchecked) private var heldCount = 0
 
     /// The start of buffer `index` (its full ``size`` is usable).
     /// - Parameter index: A buffer index, `0..<count`.

@@ -34,16 +34,11 @@ public struct LoopOperation {
     /// Where the backend keeps the operation while it is pending (backend-specific).
     package var place: UInt8 = 0
     package var remoteQueued = false
+    // Declared next to the other one-byte and four-byte fields so they fill what would be padding.
     /// Set while a multishot operation's callback runs and more callbacks are to come.
     package var more = false
-    /// The provided buffer a multishot receive filled, or -1.
-    package var bufferID: Int32 = -1
-    /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
-    package var timeout: UInt64 = 0
     /// Set when the operation's deadline passed before it completed.
     package var timedOut = false
-    /// The registered-file slot the operation names instead of a descriptor, or -1.
-    package var fixedSlot: Int32 = -1
     /// Which of the less common features the operation uses (``OperationExtras``), so the hot paths
     /// of plain operations test one byte and keep the rest out of line.
     package var extras: UInt8 = 0
@@ -53,6 +48,12 @@ public struct LoopOperation {
     package var mode: UInt32 = 0
     package var fd2: Int32 = -1
     package var addressLength: UInt32 = 0
+    /// The provided buffer a multishot receive filled, or -1.
+    package var bufferID: Int32 = -1
+    /// The registered-file slot the operation names instead of a descriptor, or -1.
+    package var fixedSlot: Int32 = -1
+    /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
+    package var timeout: UInt64 = 0
     package var buffer: UnsafeMutableRawPointer? = nil
     package var length: Int = 0
     package var offset: Int64 = -1

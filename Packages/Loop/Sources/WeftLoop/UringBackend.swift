@@ -15,7 +15,7 @@ final class UringBackend: LoopBackend {
     /// next wait, in order, so a burst larger than the ring is never dropped.
     @exclusivity(unchecked) private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
-    private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
+    @exclusivity(unchecked) private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
     /// Completion entries taken from the ring in one batch, and their copies.
     private static let batchSize = 64
     private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
