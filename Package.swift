@@ -75,12 +75,12 @@ let package = Package(
         .testTarget(
             name: "WeftLoopTests",
             dependencies: [
-                "WeftLoop", "CWeftCurl",
+                "WeftLoop", "CWeftCurl", "CWeftAllocationCounter",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         // Test-only: counts the calling thread's heap allocations (interposes malloc), for the
-        // zero-allocation checks of the fiber I/O path. No product depends on it.
+        // zero-allocation checks of the fiber I/O path and the loop. No product depends on it.
         .target(
             name: "CWeftAllocationCounter",
             path: "Tests/CWeftAllocationCounter"

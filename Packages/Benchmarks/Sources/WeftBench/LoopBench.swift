@@ -1,4 +1,6 @@
 import CWeftBenchSupport
+import Foundation
+import Synchronization
 import WeftLoop
 
 #if canImport(Glibc)
@@ -11,7 +13,100 @@ func runLoopBenchmarks() throws {
     try AllocationCounter.verify()
     try runNopBenchmark()
     try runTimerBenchmark()
+    try runWakeBenchmark()
     try runEchoBenchmarks()
+}
+
+// MARK: - Cross-thread wakes
+
+/// Round trips per wake ping-pong run.
+private let wakeRounds = 100_000
+
+/// `loop.wake_roundtrips_per_s`: two WeftLoop io_uring loops on two threads (pinned to CPUs 0 and 1)
+/// wake each other in turn through their wakers (an eventfd write, watched by a multishot poll).
+/// `loop.c_wake_eventfd_roundtrips_per_s` and `loop.c_wake_msgring_roundtrips_per_s`: the same
+/// ping-pong in C with the bare mechanisms, eventfd against `IORING_OP_MSG_RING` (a completion posted
+/// from one ring into the other), and `loop.wake_msgring_vs_eventfd` their ratio: above 1 would mean
+/// MSG_RING pays; the `cpu_us_per_round_trip` figures are both threads' CPU time per round trip.
+/// Medians of three interleaved rounds.
+private func runWakeBenchmark() throws {
+    var loopRates: [Double] = []
+    var eventfdRates: [Double] = []
+    var msgringRates: [Double] = []
+    var ratios: [Double] = []
+    var eventfdCPU: [Double] = []
+    var msgringCPU: [Double] = []
+    for _ in 0..<3 {
+        let program = try Programs.cBaseline("wake_pingpong")
+        let eventfd = try Programs.runToCompletion([program, "eventfd", String(wakeRounds)], cpu: nil)
+        let msgring = try Programs.runToCompletion([program, "msgring", String(wakeRounds)], cpu: nil)
+        guard let e = eventfd["round_trips_per_s"], let m = msgring["round_trips_per_s"] else {
+            throw BenchError("wake_pingpong printed no round_trips_per_s")
+        }
+        eventfdRates.append(e)
+        msgringRates.append(m)
+        eventfdCPU.append(eventfd["cpu_us_per_round_trip"] ?? -1)
+        msgringCPU.append(msgring["cpu_us_per_round_trip"] ?? -1)
+        ratios.append(m / e)
+        loopRates.append(try loopWakeRate())
+    }
+    report("loop", "wake_roundtrips_per_s", median(loopRates).rounded())
+    report("loop", "c_wake_eventfd_roundtrips_per_s", median(eventfdRates).rounded())
+    report("loop", "c_wake_msgring_roundtrips_per_s", median(msgringRates).rounded())
+    report("loop", "wake_msgring_vs_eventfd", median(ratios))
+    report("loop", "c_wake_eventfd_cpu_us_per_round_trip", median(eventfdCPU))
+    report("loop", "c_wake_msgring_cpu_us_per_round_trip", median(msgringCPU))
+    report("loop", "wake_vs_c_eventfd", median(loopRates) / median(eventfdRates))
+}
+
+/// What the two ping-pong threads share: the ball (odd: the responder's turn, even: the starter's,
+/// -1: stop) and each side's waker once its loop exists.
+private final class WakeCourt: Sendable {
+    let ball = Atomic<Int>(0)
+    let wakers = Mutex<[LoopWaker?]>([nil, nil])
+    let finished = Atomic<Int>(0)
+}
+
+private func loopWakeRate() throws -> Double {
+    let court = WakeCourt()
+    let responder = Thread {
+        _ = weft_bench_pin(0, 1)
+        guard let loop = try? Loop(options: Loop.Options(backend: .ioUring)) else { return }
+        court.wakers.withLock { $0[1] = loop.waker }
+        while court.wakers.withLock({ $0[0] == nil }) { sched_yield() }
+        let starter = court.wakers.withLock { $0[0]! }
+        while true {
+            let ball = court.ball.load(ordering: .acquiring)
+            if ball == -1 { break }
+            if ball & 1 == 1 {
+                court.ball.store(ball + 1, ordering: .releasing)
+                starter.wake()
+            } else {
+                try? loop.run(.once)
+            }
+        }
+        try? loop.close()
+        court.finished.store(1, ordering: .releasing)
+    }
+    responder.start()
+    guard weft_bench_pin(0, 0) == 0 else { throw BenchError("pinning the driver", errno: errno) }
+    defer { _ = weft_bench_unpin(0) }
+    let loop = try Loop(options: Loop.Options(backend: .ioUring))
+    court.wakers.withLock { $0[0] = loop.waker }
+    while court.wakers.withLock({ $0[1] == nil }) { sched_yield() }
+    let other = court.wakers.withLock { $0[1]! }
+    let start = monotonicSeconds()
+    for round in 0..<wakeRounds {
+        court.ball.store(2 * round + 1, ordering: .releasing)
+        other.wake()
+        while court.ball.load(ordering: .acquiring) != 2 * round + 2 { try loop.run(.once) }
+    }
+    let elapsed = monotonicSeconds() - start
+    court.ball.store(-1, ordering: .releasing)
+    other.wake()
+    while court.finished.load(ordering: .acquiring) == 0 { sched_yield() }
+    try loop.close()
+    return Double(wakeRounds) / elapsed
 }
 
 // MARK: - NOP
@@ -136,7 +231,12 @@ private func runEchoBenchmarks() throws {
     let cEpoll = try EchoServer.c("epoll_echo_server")
     let loopUring = try EchoServer.driver("loop_echo io_uring", ["serve-loop-echo", "--backend", "io_uring"])
     let loopEpoll = try EchoServer.driver("loop_echo epoll", ["serve-loop-echo", "--backend", "epoll"])
-    let rounds = try runEchoRounds([cUring, loopUring, cEpoll, loopEpoll], load: load, rounds: roundCount)
+    let multishotUring = try EchoServer.driver(
+        "loop_echo_multishot io_uring", ["serve-loop-echo", "--backend", "io_uring", "--multishot"])
+    let multishotEpoll = try EchoServer.driver(
+        "loop_echo_multishot epoll", ["serve-loop-echo", "--backend", "epoll", "--multishot"])
+    let servers = [cUring, loopUring, multishotUring, cEpoll, loopEpoll, multishotEpoll]
+    let rounds = try runEchoRounds(servers, load: load, rounds: roundCount)
     let throughput: (EchoResult) -> Double = { $0.messagesPerSecond }
     let cpu: (EchoResult) -> Double = { $0.cpuMicrosecondsPerMessage }
 
@@ -152,9 +252,18 @@ private func runEchoBenchmarks() throws {
     report("loop", "echo_epoll_cpu_vs_c_epoll", rounds.medianRatio(loopEpoll, cEpoll, cpu))
     report("loop", "allocs_per_op", rounds.median(loopUring).allocationsPerMessage ?? -1)
     report("loop", "allocs_per_op_epoll", rounds.median(loopEpoll).allocationsPerMessage ?? -1)
+    // The multishot variant: one multishot accept, a multishot receive per connection into a shared
+    // buffer ring, sends straight from the ring buffers.
+    report("loop", "echo_multishot_msgs_per_s", rounds.median(multishotUring).messagesPerSecond.rounded())
+    report("loop", "echo_multishot_vs_c", rounds.medianRatio(multishotUring, cUring, throughput))
+    report("loop", "echo_multishot_cpu_us_per_msg", rounds.median(multishotUring).cpuMicrosecondsPerMessage)
+    report("loop", "echo_multishot_cpu_vs_c", rounds.medianRatio(multishotUring, cUring, cpu))
+    report("loop", "allocs_per_op_multishot", rounds.median(multishotUring).allocationsPerMessage ?? -1)
+    report("loop", "echo_multishot_epoll_vs_c_epoll", rounds.medianRatio(multishotEpoll, cEpoll, throughput))
+    report("loop", "allocs_per_op_multishot_epoll", rounds.median(multishotEpoll).allocationsPerMessage ?? -1)
 
     var table = EchoTable()
-    for server in [cUring, loopUring, cEpoll, loopEpoll] { table.add(server.name, rounds.median(server)) }
+    for server in servers { table.add(server.name, rounds.median(server)) }
     table.deferPrinting(
         title: "loop echo: \(load.connections) connections x \(load.messageSize) bytes, "
             + "\(Int(load.seconds)) s windows, median of \(roundCount) rounds")

@@ -5,7 +5,7 @@ import WeftLoop
 import Glibc
 #endif
 
-/// `WeftBench serve-loop-echo --backend io_uring|epoll --port P`: the WeftLoop callback echo server
+/// `WeftBench serve-loop-echo --backend io_uring|epoll [--multishot] --port P`: the WeftLoop callback echo server
 /// the `loop` suite measures. It does what the C baselines do, through the loop: one accept in flight,
 /// re-armed on completion; per connection one operation that alternates between a recv into a 4 KiB
 /// buffer and a send of what arrived (re-sent until all is out). Connection memory is allocated at
@@ -18,6 +18,10 @@ func serveLoopEcho(_ arguments: [String]) throws {
     }
     let loop = try Loop(options: Loop.Options(backend: backend, entries: 4096))
     let listener = try Network.listen(port: port, nonBlocking: false)
+    if arguments.contains("--multishot") {
+        try serveLoopMultishotEcho(loop: loop, listener: listener)
+        return
+    }
     let server = LoopEchoServer(loop: loop, listener: listener)
     try server.acceptNext()
     // Runs until the driver kills the process: the accept is always pending.

@@ -1,10 +1,11 @@
 // A TCP echo server on WeftLoop alone: no fibers, only operations and C callbacks.
 //
-//   swift run loop-echo-server [--port 7000] [--backend io_uring|epoll]
+//   swift run loop-echo-server [--port 7000] [--backend io_uring|epoll] [--multishot]
 //
 // Serves on 127.0.0.1 until killed. Each connection owns two operations (receive, send) and one
 // buffer, allocated once when it is accepted; every callback re-arms the next operation, so the
-// steady state allocates nothing.
+// steady state allocates nothing. `--multishot` serves with multishot operations and a shared
+// buffer ring instead (Multishot.swift).
 import ExampleSupport
 import Glibc
 import SystemPackage
@@ -116,23 +117,26 @@ final class Server {
 
 var port: UInt16 = 7000
 var options = Loop.Options()
+var multishot = false
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--port":
         guard let value = arguments.popFirst().flatMap({ UInt16($0) }) else {
-            print("usage: loop-echo-server [--port N] [--backend io_uring|epoll]")
+            print("usage: loop-echo-server [--port N] [--backend io_uring|epoll] [--multishot]")
             exit(2)
         }
         port = value
     case "--backend":
         guard let value = arguments.popFirst().flatMap({ LoopBackendKind(rawValue: $0) }), value != .scripted else {
-            print("usage: loop-echo-server [--port N] [--backend io_uring|epoll]")
+            print("usage: loop-echo-server [--port N] [--backend io_uring|epoll] [--multishot]")
             exit(2)
         }
         options.backend = value
+    case "--multishot":
+        multishot = true
     default:
-        print("usage: loop-echo-server [--port N] [--backend io_uring|epoll]")
+        print("usage: loop-echo-server [--port N] [--backend io_uring|epoll] [--multishot]")
         exit(2)
     }
 }
@@ -140,12 +144,19 @@ while let argument = arguments.popFirst() {
 do {
     let loop = try Loop(options: options)
     let listener = try listenOnLoopback(port: port)
-    let server = Server(loop: loop, listener: listener)
-    try server.arm()
-    print("echo: listening on 127.0.0.1:\(port) with \(loop.backendKind)")
+    var servers: (Server?, MultishotServer?) = (nil, nil)
+    if multishot {
+        servers.1 = try MultishotServer(loop: loop, listener: listener)
+        try servers.1!.arm()
+    } else {
+        servers.0 = Server(loop: loop, listener: listener)
+        try servers.0!.arm()
+    }
+    print("echo: listening on 127.0.0.1:\(port) with \(loop.backendKind)\(multishot ? ", multishot" : "")")
     // Scripts wait for this line; standard output is block-buffered when it is not a terminal.
     fflush(nil)
     try loop.run()
+    withExtendedLifetime(servers) {}
 } catch {
     print("echo: \(error)")
     exit(1)

@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -195,4 +198,79 @@ int weft_thread_start(void *(*entry)(void *), void *arg) {
 int weft_uring_enable(struct io_uring *ring) {
     int r = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
     return r < 0 ? -errno : r;
+}
+
+void weft_prep_accept_multishot(struct io_uring_sqe *sqe, int fd) {
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+}
+void weft_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group, int flags) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, flags);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group;
+}
+int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count, unsigned short group) {
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)entries;
+    reg.ring_entries = count;
+    reg.bgid = group;
+    return io_uring_register_buf_ring(ring, &reg, 0);
+}
+int weft_buf_ring_unregister(struct io_uring *ring, unsigned short group) {
+    return io_uring_unregister_buf_ring(ring, group);
+}
+void weft_buf_ring_init(void *entries) { io_uring_buf_ring_init((struct io_uring_buf_ring *)entries); }
+// Publishes one buffer at the ring's tail (a release store the kernel pairs with its acquire).
+void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned length, unsigned short id) {
+    struct io_uring_buf_ring *br = (struct io_uring_buf_ring *)entries;
+    io_uring_buf_ring_add(br, address, length, id, io_uring_buf_ring_mask(count), 0);
+    io_uring_buf_ring_advance(br, 1);
+}
+// Whether a socket has something to read: 1 (bytes), 0 (end of stream), -EAGAIN, or -errno.
+long weft_recv_peek(int fd) {
+    char byte;
+    long r;
+    do { r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
+                             uint64_t tag) {
+    op_sqe->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(sqe, ts, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(sqe, tag);
+}
+
+void weft_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
+int weft_files_register_sparse(struct io_uring *ring, unsigned count) {
+    return io_uring_register_files_sparse(ring, count);
+}
+// Returns the number of slots updated (1) or -errno.
+int weft_files_update(struct io_uring *ring, unsigned slot, int fd) {
+    return io_uring_register_files_update(ring, slot, &fd, 1);
+}
+int weft_descriptor_valid(int fd) { return fcntl(fd, F_GETFD) < 0 ? -errno : 0; }
+
+int weft_uring_probe_features(void) {
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) < 0) return 0;
+    int features = 0;
+    void *entries = NULL;
+    if (posix_memalign(&entries, 4096, 4096) == 0) {
+        memset(entries, 0, 4096);
+        struct utsname name;
+        int major = 0;
+        if (uname(&name) == 0) sscanf(name.release, "%d", &major);
+        if (weft_buf_ring_register(&ring, entries, 1, 0) == 0) {
+            io_uring_unregister_buf_ring(&ring, 0);
+            if (major >= 6) features |= 1;
+        }
+    }
+    if (io_uring_register_files_sparse(&ring, 1) == 0) {
+        io_uring_unregister_files(&ring);
+        features |= 2;
+    }
+    io_uring_queue_exit(&ring);
+    free(entries);
+    return features;
 }

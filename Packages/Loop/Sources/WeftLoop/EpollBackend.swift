@@ -15,6 +15,9 @@ final class EpollBackend: LoopBackend {
     private let epoll: Int32
     private let remote: LoopRemote
     private var entries: [Entry] = []
+    /// Descriptors with a newly submitted multishot operation: their readers are tried at the next
+    /// wait (an edge may already have passed; callbacks never run inside submit).
+    @exclusivity(unchecked) private var kicks: [Int32] = []
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 256
     private static let wakeData = UInt64.max
@@ -42,6 +45,7 @@ final class EpollBackend: LoopBackend {
         }
         events = .allocate(capacity: Int(eventCapacity))
         entries.reserveCapacity(256)
+        kicks.reserveCapacity(64)
     }
 
     deinit { events.deallocate() }
@@ -72,6 +76,8 @@ final class EpollBackend: LoopBackend {
             waitable(op, writes: false, loop: loop)
         case .send, .sendmsg:
             waitable(op, writes: true, loop: loop)
+        case .acceptMultishot, .recvMultishot:
+            armMultishot(op, loop: loop)
         case .connect:
             op.pointee.flags = 0
             waitable(op, writes: true, loop: loop)
@@ -173,6 +179,74 @@ final class EpollBackend: LoopBackend {
         }
     }
 
+    /// Queues a multishot operation among its descriptor's readers and has the descriptor tried at
+    /// the next wait; from then on each readiness edge drains it (``drainMultishot(_:index:loop:)``).
+    private func armMultishot(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        let fd = op.pointee.fd
+        let nature = classify(fd)
+        if nature < 0 || nature == 2 {
+            let notSocket = op.pointee.kind == .acceptMultishot ? -ENOTSOCK : -EINVAL
+            loop.completeLater(op, result: nature < 0 ? nature : notSocket)
+            return
+        }
+        let registered = register(fd)
+        if registered < 0 {
+            loop.completeLater(op, result: registered)
+            return
+        }
+        op.pointee.place = OperationPlace.readers
+        entries[Int(fd)].readers.append(op)
+        kicks.append(fd)
+    }
+
+    /// One try of a multishot operation: an accepted descriptor, bytes received into a buffer of the
+    /// ring (its index left in the operation), -EAGAIN when there is nothing now, or what ends it.
+    private func attemptMultishot(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
+        op.pointee.bufferID = -1
+        let fd = op.pointee.fd
+        if op.pointee.kind == .acceptMultishot {
+            return weft_accept(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+        }
+        guard let ring = Loop.acceptedRing(of: op) else { return -EBADF }
+        guard let index = ring.take() else {
+            // Every buffer is held: that ends the receive only if there is something to receive,
+            // as io_uring's ENOBUFS does.
+            let peek = Int32(clamping: weft_recv_peek(fd))
+            return peek > 0 ? -ENOBUFS : peek
+        }
+        let r = Int32(
+            clamping: weft_recv(fd, ring.buffer(Int(index)), UInt(ring.size), Int32(bitPattern: op.pointee.flags)))
+        if r > 0 {
+            op.pointee.bufferID = index
+        } else {
+            ring.putBack(index)
+        }
+        return r
+    }
+
+    /// Delivers every result a ready descriptor has for a multishot operation at the head of its
+    /// readers. Returns true when the operation left the queue (ended or cancelled by a callback), so
+    /// the next reader may go; false when it is waiting for the next edge.
+    private func drainMultishot(_ op: UnsafeMutablePointer<LoopOperation>, index: Int, loop: Loop) -> Bool {
+        while true {
+            let r = attemptMultishot(op)
+            if r == -EAGAIN { return false }
+            let final = op.pointee.kind == .acceptMultishot ? r < 0 : r <= 0
+            if final || op.pointee.cancelRequested {
+                entries[index].readers.remove(op)
+                loop.completeLater(op, result: r)
+                return true
+            }
+            loop.completeMore(op, result: r)
+            // The callback may have cancelled the operation or forgotten the descriptor.
+            if op.pointee.place != OperationPlace.readers || index >= entries.count
+                || entries[index].readers.head != op
+            {
+                return true
+            }
+        }
+    }
+
     private func waitForPoll(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         let fd = op.pointee.fd
         if fd < 0 || fd >= Self.maxDescriptor {
@@ -228,7 +302,7 @@ final class EpollBackend: LoopBackend {
 
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
         while true {
-            let n = weft_epoll_wait(epoll, events, eventCapacity, timeoutNanoseconds ?? -1)
+            let n = weft_epoll_wait(epoll, events, eventCapacity, kicks.isEmpty ? timeoutNanoseconds ?? -1 : 0)
             if n == -EINTR { continue }
             if n < 0 { throw LoopError(.init(rawValue: -n), operation: "epoll_wait") }
             for i in 0..<Int(n) {
@@ -240,7 +314,9 @@ final class EpollBackend: LoopBackend {
                 }
                 ready(Int32(truncatingIfNeeded: event.data.u64), events: event.events, loop: loop)
             }
-            return n > 0
+            let kicked = !kicks.isEmpty
+            while let fd = kicks.popLast() { ready(fd, events: EPOLLIN.rawValue, loop: loop) }
+            return n > 0 || kicked
         }
     }
 
@@ -250,6 +326,10 @@ final class EpollBackend: LoopBackend {
         let failure = EPOLLERR.rawValue | EPOLLHUP.rawValue
         if mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | failure) != 0 {
             while let op = entries[index].readers.head {
+                if op.pointee.isMultishot {
+                    if drainMultishot(op, index: index, loop: loop) { continue }
+                    break
+                }
                 let r = attempt(op)
                 if r == -EAGAIN { break }
                 entries[index].readers.remove(op)

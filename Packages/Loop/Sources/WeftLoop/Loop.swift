@@ -87,6 +87,10 @@ public final class Loop {
     @exclusivity(unchecked) private var timers = TimerHeap()
     @exclusivity(unchecked) private var running = false
     @exclusivity(unchecked) private var closing = false
+    /// Provided buffer rings by group id; a slot is free again once its ring is closed.
+    @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
+    /// Registered files: the descriptor in each slot, -1 for an empty one.
+    @exclusivity(unchecked) private var registeredFiles: [Int32] = []
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.
@@ -149,6 +153,23 @@ public final class Loop {
         return .nanoseconds(ns)
     }
 
+    /// What the running kernel's io_uring offers, probed once per process on a scratch ring.
+    private static let uringFeatures = weft_uring_probe_features()
+
+    /// Whether multishot receives into a ``LoopBufferRing`` work on this loop: always on epoll (the
+    /// loop emulates them); on io_uring when the kernel has provided buffer rings and multishot
+    /// receive (Linux 6.0). Multishot accept needs no more than that. Where it is false, creating a
+    /// ring throws and multishot submissions complete with `EINVAL`.
+    public var supportsMultishot: Bool {
+        backendKind != .ioUring || Self.uringFeatures & 1 != 0
+    }
+
+    /// Whether ``registerFiles(count:)`` works on this loop: always on epoll (the loop keeps the
+    /// table); on io_uring when the kernel has sparse file tables (Linux 5.19).
+    public var supportsRegisteredFiles: Bool {
+        backendKind != .ioUring || Self.uringFeatures & 2 != 0
+    }
+
     #if DEBUG
     /// The thread that last ran the loop, and how many submissions and cancels came from another
     /// thread since (a misuse that corrupts the io_uring submission queue).
@@ -179,6 +200,10 @@ public final class Loop {
     /// operation's result, ECANCELED if it was cancelled first, or its natural result if it finished
     /// before the cancel took effect. The callback never runs inside `submit`.
     ///
+    /// Multishot operations (``LoopOperation/acceptMultishot(_:)``,
+    /// ``LoopOperation/recvMultishot(_:ring:flags:)``) call back once per result before that final
+    /// callback, each time with ``LoopOperation/hasMore`` set; the final one has it clear.
+    ///
     /// - Parameters:
     ///   - operation: The operation, at an address that stays valid until the callback runs.
     ///   - callback: Runs once when the operation completes.
@@ -198,6 +223,7 @@ public final class Loop {
         operation.pointee.next = nil
         operation.pointee.prev = nil
         pendingCount += 1
+        if operation.pointee.extras != 0 && !submitExtras(operation) { return }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
             return
@@ -214,6 +240,57 @@ public final class Loop {
             return
         }
         backend.submit(operation, loop: self)
+    }
+
+    /// The submission steps of multishot operations, buffer rings, deadlines and registered files,
+    /// out of the plain operations' way. Returns false when the operation was completed already (an
+    /// error, delivered later).
+    @inline(never)
+    private func submitExtras(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        let extras = operation.pointee.extras
+        operation.pointee.more = false
+        operation.pointee.bufferID = -1
+        operation.pointee.timedOut = false
+        if extras & OperationExtras.bufferRing != 0 {
+            guard let ring = bufferRing(of: operation) else {
+                // Not this loop's ring, or closed: no ring to count the operation against.
+                operation.pointee.address2 = nil
+                completeLater(operation, result: -EBADF)
+                return false
+            }
+            ring.users += 1
+        }
+        if extras & OperationExtras.registeredFile != 0 {
+            let r = resolveRegisteredFile(operation)
+            if r < 0 {
+                completeLater(operation, result: r)
+                return false
+            }
+        }
+        if extras & OperationExtras.deadline != 0 {
+            if operation.pointee.kind == .timer {
+                completeLater(operation, result: -EINVAL)
+                return false
+            }
+            let deadline = LoopSystem.now(.monotonic) &+ operation.pointee.timeout
+            operation.pointee.deadline = deadline
+            operation.pointee.time = TimeSpec(nanoseconds: deadline)
+            // A cancel requested before submission completes it at once; the heap entry goes then.
+            if !backend.enforcesDeadline(operation) { timers.insert(operation) }
+        }
+        return true
+    }
+
+    /// What completing costs the operations ``submitExtras(_:)`` handled: the ring's count, the
+    /// deadline's heap entry and its ETIME, the registered-file slot. Returns the result to report.
+    @inline(never)
+    private func completeExtras(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
+        let extras = op.pointee.extras
+        if extras & OperationExtras.bufferRing != 0, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
+        if op.pointee.heapIndex >= 0 { timers.remove(op) }
+        if extras & OperationExtras.registeredFile != 0 { op.pointee.fd = op.pointee.fixedSlot }
+        if op.pointee.timedOut && (result == -ECANCELED || result == -EINTR) { return -ETIME }
+        return result
     }
 
     /// A timer's deadline on the monotonic clock; absolute deadlines on other clocks are converted
@@ -243,7 +320,11 @@ public final class Loop {
     /// - Parameter operation: An operation that is not pending and was not cancelled.
     /// - Returns: Whether the operation completed.
     package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
-        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested { return false }
+        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
+            || operation.pointee.extras != 0
+        {
+            return false
+        }
         guard let result = backend.attemptNow(operation) else { return false }
         operation.pointee.rawResult = result
         operation.pointee.state = .completed
@@ -330,7 +411,10 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
-        while let op = timers.popFirst() { completeLater(op, result: -ECANCELED) }
+        while let op = timers.popFirst() {
+            // Operations here for their deadline are also the backend's, which cancels them.
+            if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }
+        }
         backend.cancelAll(loop: self)
         running = true
         while pendingCount > 0 {
@@ -339,8 +423,128 @@ public final class Loop {
         running = false
         pool.close()
         backend.shutdown()
+        for ring in bufferRings { ring?.release() }
+        bufferRings = []
         remote.close()
         isClosed = true
+    }
+
+    /// Creates the loop's table of registered files: `count` empty slots. An operation marked
+    /// ``LoopOperation/onRegisteredFile()`` names a slot instead of a descriptor. On io_uring the
+    /// table is the ring's (`io_uring_register_files_sparse`), and the kernel skips looking the
+    /// descriptor up and counting references for each operation; on epoll the loop looks the slot up
+    /// when the operation is submitted, so code runs unchanged on both. Call it once, from the loop's
+    /// thread.
+    /// - Parameter count: The number of slots, 1 to 65536.
+    /// - Throws: ``LoopError`` (`registerFiles`): `EINVAL` for a bad count, `EBUSY` when the table
+    ///   exists already, `EBADF` on a closed loop, or the kernel's error.
+    public func registerFiles(count: Int) throws(LoopError) {
+        if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFiles") }
+        guard count >= 1, count <= 65536 else { throw LoopError(.invalidArgument, operation: "registerFiles") }
+        if !registeredFiles.isEmpty { throw LoopError(.resourceBusy, operation: "registerFiles") }
+        let r = backend.registerFiles(count: count)
+        if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFiles") }
+        registeredFiles = Array(repeating: -1, count: count)
+    }
+
+    /// The number of slots in the registered-file table (0 before ``registerFiles(count:)``).
+    public var registeredFileCount: Int { registeredFiles.count }
+
+    /// Puts a descriptor in a slot of the registered-file table, or empties the slot (`nil`).
+    /// Operations already submitted keep the file they started with. The loop does not own the
+    /// descriptor: keep it open while it is registered (the epoll backend uses it directly), and
+    /// empty the slot before closing it.
+    /// - Parameters:
+    ///   - descriptor: An open descriptor, or `nil` to empty the slot.
+    ///   - slot: The slot, `0..<registeredFileCount`.
+    /// - Throws: ``LoopError`` (`registerFile`): `EINVAL` for a slot out of range (or no table),
+    ///   `EBADF` for a descriptor that is not open or a closed loop, or the kernel's error.
+    public func registerFile(_ descriptor: FileDescriptor?, at slot: Int) throws(LoopError) {
+        if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFile") }
+        guard slot >= 0, slot < registeredFiles.count else {
+            throw LoopError(.invalidArgument, operation: "registerFile")
+        }
+        let fd = descriptor?.rawValue ?? -1
+        if fd != -1 {
+            let valid = fd < 0 ? -EBADF : weft_descriptor_valid(fd)
+            if valid < 0 { throw LoopError(.init(rawValue: -valid), operation: "registerFile") }
+        }
+        let r = backend.updateFile(slot: slot, descriptor: fd)
+        if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFile") }
+        registeredFiles[slot] = fd
+    }
+
+    /// The descriptor in a slot of the registered-file table, or `nil` for an empty slot or one out
+    /// of range.
+    /// - Parameter slot: The slot.
+    /// - Returns: The descriptor registered there.
+    public func registeredFile(at slot: Int) -> FileDescriptor? {
+        guard slot >= 0, slot < registeredFiles.count, registeredFiles[slot] >= 0 else { return nil }
+        return FileDescriptor(rawValue: registeredFiles[slot])
+    }
+
+    /// Checks an operation on a registered file at submission and, where the loop resolves slots
+    /// itself, swaps the slot for the descriptor until completion. Returns 0 or -errno.
+    private func resolveRegisteredFile(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
+        switch op.pointee.kind {
+        case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept, .connect, .shutdown,
+            .fsync, .poll, .acceptMultishot, .recvMultishot:
+            break
+        default:
+            return -EINVAL
+        }
+        let slot = Int(op.pointee.fixedSlot)
+        guard slot < registeredFiles.count else { return registeredFiles.isEmpty ? -EBADF : -EINVAL }
+        let fd = registeredFiles[slot]
+        if fd < 0 { return -EBADF }
+        op.pointee.fd = backend.resolvesRegisteredFiles ? Int32(slot) : fd
+        return 0
+    }
+
+    /// A free buffer group id for a new ring, or nil when all 65536 are taken.
+    func freeBufferGroup() -> UInt16? {
+        if let free = bufferRings.firstIndex(where: { $0 == nil }) { return UInt16(free) }
+        return bufferRings.count < 65536 ? UInt16(bufferRings.count) : nil
+    }
+
+    /// Keeps a new ring until it or the loop is closed.
+    func adopt(_ ring: LoopBufferRing) {
+        let group = Int(ring.group)
+        if group == bufferRings.count { bufferRings.append(ring) } else { bufferRings[group] = ring }
+    }
+
+    /// Drops a ring that is being closed, freeing its group id.
+    func disown(_ ring: LoopBufferRing) {
+        let group = Int(ring.group)
+        if group < bufferRings.count, bufferRings[group] === ring { bufferRings[group] = nil }
+    }
+
+    /// The open ring a multishot receive names, if it is one of this loop's.
+    package func bufferRing(of op: UnsafeMutablePointer<LoopOperation>) -> LoopBufferRing? {
+        let group = Int(op.pointee.mode)
+        guard let raw = op.pointee.address2, group < bufferRings.count, let ring = bufferRings[group],
+            Unmanaged.passUnretained(ring).toOpaque() == raw, !ring.isClosed
+        else { return nil }
+        return ring
+    }
+
+    /// The ring of a multishot receive that passed ``submit(_:callback:context:)`` (it is kept
+    /// open while the receive is pending).
+    package static func acceptedRing(of op: UnsafeMutablePointer<LoopOperation>) -> LoopBufferRing? {
+        guard let raw = op.pointee.address2 else { return nil }
+        return Unmanaged<LoopBufferRing>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Reports one result of a multishot operation that stays armed: runs the callback with
+    /// ``LoopOperation/hasMore`` set, leaving the operation pending. Backends call it while waiting.
+    package func completeMore(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        guard op.pointee.state == .pending else { return }
+        op.pointee.rawResult = result
+        op.pointee.more = true
+        let callback = op.pointee.callback
+        let context = op.pointee.context
+        callback?(UnsafeMutableRawPointer(op), context)
+        op.pointee.more = false
     }
 
     /// Reports a completion now: runs the callback. Backends call it while waiting.
@@ -351,6 +555,7 @@ public final class Loop {
         if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
+        if op.pointee.extras != 0 { r = completeExtras(op, result: r) }
         op.pointee.rawResult = r
         op.pointee.state = .completed
         op.pointee.cancelRequested = false
@@ -395,7 +600,13 @@ public final class Loop {
         let now = LoopSystem.now(.monotonic)
         while let first = timers.earliest, first.pointee.deadline <= now {
             _ = timers.popFirst()
-            completeLater(first, result: 0)
+            if first.pointee.kind == .timer {
+                completeLater(first, result: 0)
+            } else if first.pointee.state == .pending && !first.pointee.cancelRequested {
+                // An operation's deadline: cancel it; its completion reports ETIME.
+                first.pointee.timedOut = true
+                cancel(first)
+            }
         }
     }
 

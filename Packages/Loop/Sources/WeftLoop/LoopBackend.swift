@@ -49,4 +49,45 @@ package protocol LoopBackend: AnyObject {
 
     /// Releases the backend's kernel resources; no call follows.
     func shutdown()
+
+    /// Registers a provided buffer ring (io_uring) under `group`; `entries` is nil for backends where
+    /// the loop picks buffers itself. Returns 0 or -errno.
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32
+
+    /// Unregisters the ring of `group`. Returns 0 or -errno.
+    func unregisterBufferRing(group: UInt16) -> Int32
+
+    /// Whether the backend enforces this operation's deadline itself (io_uring's linked timeouts);
+    /// otherwise the loop's timer heap cancels it when the deadline passes.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool
+
+    /// Whether operations on registered files keep the slot (the kernel resolves it) rather than
+    /// the descriptor the loop looks up in its table at submission.
+    var resolvesRegisteredFiles: Bool { get }
+
+    /// Creates an empty table of `count` registered files. Returns 0 or -errno.
+    func registerFiles(count: Int) -> Int32
+
+    /// Puts a descriptor in a slot of the table (-1 empties it). Returns 0 or -errno.
+    func updateFile(slot: Int, descriptor: Int32) -> Int32
+}
+
+extension LoopBackend {
+    /// Backends whose buffers the loop picks need no registration.
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32 { 0 }
+
+    /// Backends whose buffers the loop picks need no registration.
+    func unregisterBufferRing(group: UInt16) -> Int32 { 0 }
+
+    /// By default the loop's timer heap enforces deadlines.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool { false }
+
+    /// By default the loop resolves registered files itself.
+    var resolvesRegisteredFiles: Bool { false }
+
+    /// By default the table is the loop's alone.
+    func registerFiles(count: Int) -> Int32 { 0 }
+
+    /// By default the table is the loop's alone.
+    func updateFile(slot: Int, descriptor: Int32) -> Int32 { 0 }
 }

@@ -75,6 +75,10 @@ extension LoopOperation {
         public static let bind = Kind(rawValue: 32)
         /// `listen(2)`.
         public static let listen = Kind(rawValue: 33)
+        /// `accept4(2)` armed once for many connections (multishot).
+        public static let acceptMultishot = Kind(rawValue: 34)
+        /// `recv(2)` armed once for many messages, into buffers of a ``LoopBufferRing`` (multishot).
+        public static let recvMultishot = Kind(rawValue: 35)
 
         /// The operation's name, as carried by its errors.
         public var name: StaticString {
@@ -112,6 +116,8 @@ extension LoopOperation {
             case .work: "work"
             case .bind: "bind"
             case .listen: "listen"
+            case .acceptMultishot: "acceptMultishot"
+            case .recvMultishot: "recvMultishot"
             default: "unknown"
             }
         }

@@ -4,7 +4,9 @@
 /// as a raw pointer because C function types cannot name Swift structs; use
 /// ``LoopOperation/pointer(_:)`` to type it) and the context pointer given with it. The loop no longer
 /// uses the operation when the callback runs, so the callback may submit it again, free it, or wake
-/// whoever owns it. Being a C function type, a callback captures nothing and costs no allocation.
+/// whoever owns it; the exception is a multishot callback with ``LoopOperation/hasMore`` set, after
+/// which the operation stays armed. Being a C function type, a callback captures nothing and costs no
+/// allocation.
 public typealias LoopCallback = @convention(c) (
     _ operation: UnsafeMutableRawPointer, _ context: UnsafeMutableRawPointer?
 ) -> Void
@@ -32,12 +34,26 @@ public struct LoopOperation {
     /// Where the backend keeps the operation while it is pending (backend-specific).
     package var place: UInt8 = 0
     package var remoteQueued = false
+    // Declared next to the other one-byte and four-byte fields so they fill what would be padding.
+    /// Set while a multishot operation's callback runs and more callbacks are to come.
+    package var more = false
+    /// Set when the operation's deadline passed before it completed.
+    package var timedOut = false
+    /// Which of the less common features the operation uses (``OperationExtras``), so the hot paths
+    /// of plain operations test one byte and keep the rest out of line.
+    package var extras: UInt8 = 0
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
     package var mode: UInt32 = 0
     package var fd2: Int32 = -1
     package var addressLength: UInt32 = 0
+    /// The provided buffer a multishot receive filled, or -1.
+    package var bufferID: Int32 = -1
+    /// The registered-file slot the operation names instead of a descriptor, or -1.
+    package var fixedSlot: Int32 = -1
+    /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
+    package var timeout: UInt64 = 0
     package var buffer: UnsafeMutableRawPointer? = nil
     package var length: Int = 0
     package var offset: Int64 = -1
@@ -73,6 +89,44 @@ public struct LoopOperation {
     /// Whether the operation is submitted and its callback has not run yet.
     public var isPending: Bool { state == .pending }
 
+    /// This operation with a time limit: if it has not completed `duration` after it is submitted,
+    /// it is cancelled and completes with `ETIME` (``LoopError/code`` `.timeout`) instead of its
+    /// result; if it completes first, the limit is dropped. Exactly one callback either way (a
+    /// multishot operation gets its final callback with `ETIME`). The limit counts from each
+    /// submission, so a re-armed operation gets it afresh.
+    ///
+    /// On io_uring an operation that goes to the kernel gets a linked timeout
+    /// (`IORING_OP_LINK_TIMEOUT`, absolute on the monotonic clock, so waiting for readiness or in the
+    /// backlog does not extend it); anything else, and every operation on epoll, is cancelled by the
+    /// loop's timer heap. An operation that cannot be interrupted once running (one on the thread
+    /// pool) completes with its natural result. Timers take no limit: submitting one with a limit
+    /// completes it with `EINVAL`.
+    /// - Parameter duration: The limit; zero or negative means the deadline has passed at submission.
+    /// - Returns: The operation with the limit set.
+    public func withTimeout(_ duration: Duration) -> LoopOperation {
+        var op = self
+        op.timeout = max(1, TimeSpec(duration).totalNanoseconds)
+        op.extras |= OperationExtras.deadline
+        return op
+    }
+
+    /// Whether the operation carries a time limit (``withTimeout(_:)``).
+    public var hasTimeout: Bool { timeout != 0 }
+
+    /// Whether the callback now running is not the last one for this submission.
+    ///
+    /// Always `false` for single-shot operations. A multishot operation
+    /// (``acceptMultishot(_:)``, ``recvMultishot(_:ring:flags:)``) calls back once per result while it
+    /// stays armed, with `hasMore` set: the operation is still pending, so the callback must not
+    /// submit it again or free it (it may cancel it). The last callback has `hasMore == false`; after
+    /// it the loop no longer uses the operation, as for any single-shot completion.
+    public var hasMore: Bool { more }
+
+    /// The index of the provided buffer that holds the bytes of a ``recvMultishot(_:ring:flags:)``
+    /// callback, or `nil` when the callback carries no bytes (end of stream, an error). The buffer
+    /// belongs to the caller until it is given back with ``LoopBufferRing/release(_:)``.
+    public var bufferIndex: Int? { bufferID < 0 ? nil : Int(bufferID) }
+
     /// The failure, if the operation failed (including ``LoopError/isCancellation``), else `nil`.
     public var error: LoopError? {
         rawResult < 0 ? LoopError(.init(rawValue: -rawResult), operation: kind.name) : nil
@@ -94,6 +148,18 @@ public struct LoopOperation {
         /// Its callback ran (or is running).
         case completed
     }
+}
+
+/// The bits of ``LoopOperation/extras``.
+package enum OperationExtras {
+    /// A multishot operation.
+    static let multishot: UInt8 = 1
+    /// A multishot receive counted against its buffer ring.
+    static let bufferRing: UInt8 = 2
+    /// A deadline (``LoopOperation/withTimeout(_:)``).
+    static let deadline: UInt8 = 4
+    /// A registered-file slot instead of a descriptor.
+    static let registeredFile: UInt8 = 8
 }
 
 /// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.

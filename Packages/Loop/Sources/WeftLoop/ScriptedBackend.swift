@@ -9,16 +9,31 @@ package final class ScriptedKernel: @unchecked Sendable {
     /// Every cancel the loop passed down, in order.
     package private(set) var cancelled: [UnsafeMutablePointer<LoopOperation>] = []
     /// Completions queued by the test, delivered at the loop's next wait.
-    private var queued: [(UnsafeMutablePointer<LoopOperation>, Int32)] = []
+    private var queued: [Completion] = []
     /// How many waits the loop has made.
     package private(set) var waits = 0
 
     /// Creates an empty kernel.
     package init() {}
 
+    /// One completion the test queued.
+    struct Completion {
+        var op: UnsafeMutablePointer<LoopOperation>
+        var result: Int32
+        var more: Bool
+        var buffer: Int32
+    }
+
     /// Queues a completion; the loop delivers it at its next wait.
-    package func complete(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
-        queued.append((op, result))
+    /// - Parameters:
+    ///   - op: A submitted operation.
+    ///   - result: Its result or -errno.
+    ///   - more: For a multishot operation, whether it stays armed (the kernel's `IORING_CQE_F_MORE`).
+    ///   - buffer: For a multishot receive, the buffer of its ring that holds the bytes.
+    package func complete(
+        _ op: UnsafeMutablePointer<LoopOperation>, result: Int32, more: Bool = false, buffer: Int? = nil
+    ) {
+        queued.append(Completion(op: op, result: result, more: more, buffer: Int32(buffer ?? -1)))
     }
 
     /// Whether the loop asked to cancel the operation.
@@ -29,7 +44,7 @@ package final class ScriptedKernel: @unchecked Sendable {
     fileprivate func record(submit op: UnsafeMutablePointer<LoopOperation>) { submitted.append(op) }
     fileprivate func record(cancel op: UnsafeMutablePointer<LoopOperation>) { cancelled.append(op) }
 
-    fileprivate func takeQueued() -> [(UnsafeMutablePointer<LoopOperation>, Int32)] {
+    fileprivate func takeQueued() -> [Completion] {
         waits += 1
         defer { queued = [] }
         return queued
@@ -68,7 +83,16 @@ final class ScriptedBackend: LoopBackend {
         // back instead of a hang.
         let completions = kernel.takeQueued()
         if remote.wakePending.load(ordering: .acquiring) { remote.acknowledgeWake() }
-        for (op, result) in completions { loop.complete(op, result: result) }
+        for completion in completions {
+            let op = completion.op
+            op.pointee.bufferID = completion.buffer
+            if completion.buffer >= 0 { Loop.acceptedRing(of: op)?.markHeld(completion.buffer) }
+            if completion.more {
+                loop.completeMore(op, result: completion.result)
+            } else {
+                loop.complete(op, result: completion.result)
+            }
+        }
         return !completions.isEmpty
     }
 

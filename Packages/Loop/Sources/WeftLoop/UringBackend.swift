@@ -15,7 +15,7 @@ final class UringBackend: LoopBackend {
     /// next wait, in order, so a burst larger than the ring is never dropped.
     @exclusivity(unchecked) private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
-    private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
+    @exclusivity(unchecked) private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
     /// Completion entries taken from the ring in one batch, and their copies.
     private static let batchSize = 64
     private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
@@ -31,6 +31,9 @@ final class UringBackend: LoopBackend {
     private static let ignoredTag: UInt64 = 0
     /// `user_data` of the multishot poll on the wake eventfd.
     private static let wakeTag: UInt64 = 1
+    /// `user_data` of linked timeouts (operation deadlines), whose own completions carry nothing:
+    /// the operation's completion tells whether the deadline cancelled it.
+    private static let deadlineTag: UInt64 = 4
     /// Marks an operation parked in a readiness poll after its call reported EAGAIN (a descriptor
     /// opened O_NONBLOCK makes io_uring return EAGAIN instead of waiting); it is resubmitted when ready.
     private static let awaitingReadiness: UInt8 = 20
@@ -127,11 +130,52 @@ final class UringBackend: LoopBackend {
             return
         default: break
         }
-        if backlogHead == nil, let sqe = nextEntry() {
+        if backlogHead == nil, let sqe = entry(for: op) {
             prepare(sqe, op)
         } else {
             appendBacklog(op)
         }
+    }
+
+    /// Operations that go to the kernel get their deadline as a linked timeout; the rest (run by the
+    /// loop or the pool, and multishot ones, which end at their deadline) are the loop's to cancel.
+    func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        switch op.pointee.kind {
+        case .ftruncate, .sendfile, .work, .bind, .listen, .timer, .acceptMultishot, .recvMultishot: false
+        default: true
+        }
+    }
+
+    private func linksDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        op.pointee.extras & OperationExtras.deadline != 0 && enforcesDeadline(op)
+    }
+
+    /// A submission entry for the operation, with room for its linked timeout after it if it has a
+    /// deadline (a link must not be split across two submissions), or nil when the queue is full.
+    @inline(__always)
+    private func entry(for op: UnsafeMutablePointer<LoopOperation>) -> UnsafeMutablePointer<io_uring_sqe>? {
+        if op.pointee.extras == 0 || !linksDeadline(op) { return nextEntry() }
+        return linkableEntry()
+    }
+
+    /// Two free submission entries (flushing the queue if needed), or nil.
+    @inline(never)
+    private func linkableEntry() -> UnsafeMutablePointer<io_uring_sqe>? {
+        if io_uring_sq_space_left(ring) < 2 {
+            enableIfNeeded()
+            _ = io_uring_submit(ring)
+            if io_uring_sq_space_left(ring) < 2 { return nil }
+        }
+        return io_uring_get_sqe(ring)
+    }
+
+    /// Marks an entry just prepared for a registered file, and links the operation's deadline
+    /// (``entry(for:)`` left room for it).
+    @inline(never)
+    private func prepareExtras(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
+        if op.pointee.extras & OperationExtras.registeredFile != 0 { weft_sqe_fixed_file(sqe) }
+        guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
+        weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op), Self.deadlineTag)
     }
 
     private func appendBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
@@ -156,7 +200,7 @@ final class UringBackend: LoopBackend {
             pendingCancels.removeLast()
         }
         while let op = backlogHead {
-            guard let sqe = nextEntry() else { return }
+            guard let sqe = entry(for: op) else { return }
             unlinkBacklog(op)
             prepare(sqe, op)
         }
@@ -231,6 +275,9 @@ final class UringBackend: LoopBackend {
                 sqe, o.address?.assumingMemoryBound(to: CChar.self), o.fd, o.address2?.assumingMemoryBound(to: CChar.self))
         case .splice:
             io_uring_prep_splice(sqe, o.fd, o.offset, o.fd2, o.offset2, UInt32(clamping: o.length), o.flags)
+        case .acceptMultishot: weft_prep_accept_multishot(sqe, o.fd)
+        case .recvMultishot:
+            weft_prep_recv_multishot(sqe, o.fd, UInt16(truncatingIfNeeded: o.mode), Int32(bitPattern: o.flags))
         default:
             // An unknown kind still needs exactly one completion; a NOP carries it back as EINVAL.
             io_uring_prep_nop(sqe)
@@ -242,6 +289,19 @@ final class UringBackend: LoopBackend {
         op.pointee.place = OperationPlace.kernel
         trace(.prepare, op, Int32(o.kind.rawValue))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+        if o.extras != 0 { prepareExtras(sqe, op) }
+    }
+
+    /// The kernel resolves registered-file slots (`IOSQE_FIXED_FILE`).
+    var resolvesRegisteredFiles: Bool { true }
+
+    func registerFiles(count: Int) -> Int32 {
+        weft_files_register_sparse(ring, UInt32(count))
+    }
+
+    func updateFile(slot: Int, descriptor: Int32) -> Int32 {
+        let r = weft_files_update(ring, UInt32(slot), descriptor)
+        return r < 0 ? r : 0
     }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
@@ -375,7 +435,9 @@ final class UringBackend: LoopBackend {
     private func deliver(_ completion: Completion, loop: Loop) {
         let data = completion.data
         var result = completion.result
-        // liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
+        // Exact tags first (a cancel's tag is its target's address with the cancel bit set, never a
+        // small number). liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
+        if data == Self.ignoredTag || data == UInt64.max || data == Self.deadlineTag { return }
         if data & Self.cancelTag != 0 {
             trace(.cancelCompletion, UnsafeMutableRawPointer(bitPattern: UInt(data & ~Self.cancelTag)), result)
             switch result {
@@ -386,7 +448,6 @@ final class UringBackend: LoopBackend {
             }
             return
         }
-        if data == Self.ignoredTag || data == UInt64.max { return }
         if data == Self.wakeTag {
             _ = weft_eventfd_drain(remote.eventDescriptor)
             remote.acknowledgeWake()
@@ -403,14 +464,25 @@ final class UringBackend: LoopBackend {
         }
         let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
         trace(.completion, op, result)
+        if op.pointee.extras != 0 && (result == -ECANCELED || result == -EINTR) && linksDeadline(op)
+            && !op.pointee.cancelRequested && !closing
+        {
+            // Nobody cancelled it: its linked timeout did.
+            op.pointee.timedOut = true
+        }
         if op.pointee.place == Self.awaitingReadiness {
             if result < 0 || op.pointee.cancelRequested {
                 loop.complete(op, result: result < 0 ? result : -ECANCELED)
-            } else if let sqe = nextEntry() {
+            } else if let sqe = entry(for: op) {
                 prepare(sqe, op)
             } else {
                 appendBacklog(op)
             }
+            return
+        }
+        if op.pointee.isMultishot {
+            deliverMultishot(op, result: result, flags: completion.flags, loop: loop)
+            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
             return
         }
         switch op.pointee.kind {
@@ -427,13 +499,64 @@ final class UringBackend: LoopBackend {
         if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
     }
 
+    /// One completion of a multishot operation. With `IORING_CQE_F_MORE` the operation stays armed
+    /// in the kernel. Without it the kernel is done with it: a success after which nobody asked to
+    /// stop is delivered as one more result and the operation re-armed (the kernel may drop a
+    /// multishot request by itself); anything else is the final callback.
+    @inline(never)
+    private func deliverMultishot(
+        _ op: UnsafeMutablePointer<LoopOperation>, result: Int32, flags: UInt32, loop: Loop
+    ) {
+        let more = flags & UInt32(IORING_CQE_F_MORE) != 0
+        if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
+            let index = Int32(flags >> UInt32(IORING_CQE_BUFFER_SHIFT))
+            op.pointee.bufferID = index
+            Loop.acceptedRing(of: op)?.markHeld(index)
+        } else {
+            op.pointee.bufferID = -1
+        }
+        if more {
+            loop.completeMore(op, result: result)
+            return
+        }
+        if result == -EAGAIN && !op.pointee.cancelRequested && !closing {
+            awaitReadiness(op)
+            return
+        }
+        let success = op.pointee.kind == .acceptMultishot ? result >= 0 : result > 0
+        if success && !op.pointee.cancelRequested && !closing {
+            loop.completeMore(op, result: result)
+            // The callback may have cancelled it; then this is the end, and the kernel has nothing.
+            guard op.pointee.isPending else { return }
+            if op.pointee.cancelRequested {
+                op.pointee.bufferID = -1
+                loop.complete(op, result: -ECANCELED)
+            } else if backlogHead == nil, let sqe = nextEntry() {
+                prepare(sqe, op)
+            } else {
+                appendBacklog(op)
+            }
+            return
+        }
+        loop.complete(op, result: result)
+    }
+
+    func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32 {
+        guard let entries else { return -EINVAL }
+        return weft_buf_ring_register(ring, entries, UInt32(count), group)
+    }
+
+    func unregisterBufferRing(group: UInt16) -> Int32 {
+        weft_buf_ring_unregister(ring, group)
+    }
+
     private func awaitReadiness(_ op: UnsafeMutablePointer<LoopOperation>) {
         let writes: Bool
         switch op.pointee.kind {
         case .send, .sendmsg, .write, .writev: writes = true
         default: writes = false
         }
-        guard let sqe = nextEntry() else {
+        guard let sqe = entry(for: op) else {
             appendBacklog(op)
             return
         }
@@ -441,6 +564,7 @@ final class UringBackend: LoopBackend {
         io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(writes ? POLLOUT : POLLIN))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         op.pointee.place = Self.awaitingReadiness
+        if op.pointee.extras != 0 { prepareExtras(sqe, op) }
     }
 
     /// A racy snapshot of the ring and the backend's queues, for diagnosing a hang.

@@ -73,3 +73,30 @@ uint64_t weft_clock_ns(int clock);
 
 int weft_thread_start(void *(*entry)(void *), void *arg);
 int weft_uring_enable(struct io_uring *ring);
+
+// Multishot operations and provided buffer rings. liburing 2.3 has no io_uring_setup_buf_ring, so the
+// loop allocates the ring's page-aligned entries itself and registers them here.
+void weft_prep_accept_multishot(struct io_uring_sqe *sqe, int fd);
+void weft_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group, int flags);
+int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count, unsigned short group);
+int weft_buf_ring_unregister(struct io_uring *ring, unsigned short group);
+void weft_buf_ring_init(void *entries);
+void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned length, unsigned short id);
+long weft_recv_peek(int fd);
+
+// A deadline for the operation just prepared in `op_sqe`: links it (IOSQE_IO_LINK) to a
+// LINK_TIMEOUT in `sqe` at the absolute CLOCK_MONOTONIC time `ts`, whose own completion carries
+// `tag` (and is ignored).
+void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
+                             uint64_t tag);
+
+// Registered files: the operation's descriptor is a slot of the ring's file table.
+void weft_sqe_fixed_file(struct io_uring_sqe *sqe);
+int weft_files_register_sparse(struct io_uring *ring, unsigned count);
+int weft_files_update(struct io_uring *ring, unsigned slot, int fd);
+int weft_descriptor_valid(int fd);
+
+// Probes what the running kernel's io_uring offers, on a scratch ring: bit 0, provided buffer rings
+// and multishot receive (buffer-ring registration works and the kernel is 6.0 or later); bit 1,
+// sparse registered-file tables. Returns the bits, or 0 when no ring can be set up.
+int weft_uring_probe_features(void);
