@@ -42,6 +42,11 @@ public struct LoopOperation {
     /// Which of the less common features the operation uses (``OperationExtras``), so the hot paths
     /// of plain operations test one byte and keep the rest out of line.
     package var extras: UInt8 = 0
+    /// io_uring: cancel requests for this operation not yet answered by the kernel. While there are
+    /// any, its final completion is held back (``heldCompletion``), so its memory stays the loop's
+    /// until every request naming its address has come back.
+    package var kernelCancels: UInt8 = 0
+    package var heldCompletion = false
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0

@@ -25,6 +25,8 @@ final class UringBackend: LoopBackend {
     /// (found, not found, already running, other).
     @exclusivity(unchecked) private var cancelsPrepared = 0
     @exclusivity(unchecked) private var cancelOutcomes = (0, 0, 0, 0)
+    /// Cancel requests sent again because the first found nothing while the operation was pending.
+    @exclusivity(unchecked) private var cancelMissed = 0
     @exclusivity(unchecked) private var closing = false
 
     /// `user_data` of entries whose completions carry nothing to deliver (cancel requests).
@@ -347,6 +349,7 @@ final class UringBackend: LoopBackend {
             loop.completeLater(op, result: -ECANCELED)
             return
         }
+        op.pointee.kernelCancels += 1
         if let sqe = nextEntry() { prepareCancel(sqe, op) } else { pendingCancels.append(op) }
     }
 
@@ -439,13 +442,16 @@ final class UringBackend: LoopBackend {
         // small number). liburing's own timeout entry (kernels without EXT_ARG) carries UInt64.max.
         if data == Self.ignoredTag || data == UInt64.max || data == Self.deadlineTag { return }
         if data & Self.cancelTag != 0 {
-            trace(.cancelCompletion, UnsafeMutableRawPointer(bitPattern: UInt(data & ~Self.cancelTag)), result)
+            let target = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data & ~Self.cancelTag))!
+            trace(.cancelCompletion, target, result)
             switch result {
             case 0: cancelOutcomes.0 += 1
             case -ENOENT: cancelOutcomes.1 += 1
             case -EALREADY: cancelOutcomes.2 += 1
             default: cancelOutcomes.3 += 1
             }
+            cancelAnswered(target, result: result, loop: loop)
+            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
             return
         }
         if data == Self.wakeTag {
@@ -459,7 +465,7 @@ final class UringBackend: LoopBackend {
         }
         if data & 2 != 0 {
             let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data & ~UInt64(2)))!
-            loop.complete(op, result: op.pointee.rawResult)
+            finish(op, result: op.pointee.rawResult, loop: loop)
             return
         }
         let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(data))!
@@ -472,7 +478,7 @@ final class UringBackend: LoopBackend {
         }
         if op.pointee.place == Self.awaitingReadiness {
             if result < 0 || op.pointee.cancelRequested {
-                loop.complete(op, result: result < 0 ? result : -ECANCELED)
+                finish(op, result: result < 0 ? result : -ECANCELED, loop: loop)
             } else if let sqe = entry(for: op) {
                 prepare(sqe, op)
             } else {
@@ -495,8 +501,35 @@ final class UringBackend: LoopBackend {
             }
         default: break
         }
-        loop.complete(op, result: result)
+        finish(op, result: result, loop: loop)
         if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+    }
+
+    /// Completes an operation the kernel is done with, unless a cancel request naming it is still
+    /// out: then the completion waits for that request's answer (``cancelAnswered(_:result:loop:)``).
+    private func finish(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32, loop: Loop) {
+        if op.pointee.kernelCancels > 0 {
+            op.pointee.rawResult = result
+            op.pointee.heldCompletion = true
+            return
+        }
+        loop.complete(op, result: result)
+    }
+
+    /// The kernel answered a cancel request for `op` (still the loop's: its completion is held
+    /// while requests are out). A request that found nothing while the operation is still in the
+    /// kernel missed it in a moment the kernel cannot see it (a receive being retried after its
+    /// readiness fired, between two polls): it is sent again, so a cancel is never lost.
+    private func cancelAnswered(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32, loop: Loop) {
+        op.pointee.kernelCancels -= 1
+        if op.pointee.kernelCancels > 0 { return }
+        if op.pointee.heldCompletion {
+            op.pointee.heldCompletion = false
+            loop.complete(op, result: op.pointee.rawResult)
+        } else if result != 0 && op.pointee.state == .pending && op.pointee.place != OperationPlace.backlog {
+            cancelMissed += 1
+            cancel(op, loop: loop)
+        }
     }
 
     /// One completion of a multishot operation. With `IORING_CQE_F_MORE` the operation stays armed
@@ -530,7 +563,7 @@ final class UringBackend: LoopBackend {
             guard op.pointee.isPending else { return }
             if op.pointee.cancelRequested {
                 op.pointee.bufferID = -1
-                loop.complete(op, result: -ECANCELED)
+                finish(op, result: -ECANCELED, loop: loop)
             } else if backlogHead == nil, let sqe = nextEntry() {
                 prepare(sqe, op)
             } else {
@@ -538,7 +571,7 @@ final class UringBackend: LoopBackend {
             }
             return
         }
-        loop.complete(op, result: result)
+        finish(op, result: result, loop: loop)
     }
 
     func registerBufferRing(entries: UnsafeMutableRawPointer?, count: Int, group: UInt16) -> Int32 {
@@ -574,7 +607,8 @@ final class UringBackend: LoopBackend {
         while let o = op { backlog += 1; op = o.pointee.next }
         return "sqReady=\(io_uring_sq_ready(ring)) cqReady=\(io_uring_cq_ready(ring)) backlog=\(backlog) "
             + "pendingCancels=\(pendingCancels.count) cancels=\(cancelsPrepared) "
-            + "found=\(cancelOutcomes.0) notFound=\(cancelOutcomes.1) running=\(cancelOutcomes.2) other=\(cancelOutcomes.3)"
+            + "found=\(cancelOutcomes.0) notFound=\(cancelOutcomes.1) running=\(cancelOutcomes.2) other=\(cancelOutcomes.3) "
+            + "resent=\(cancelMissed)"
     }
 
     func shutdown() {
