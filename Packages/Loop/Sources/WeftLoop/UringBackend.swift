@@ -519,14 +519,17 @@ final class UringBackend: LoopBackend {
     /// The kernel answered a cancel request for `op` (still the loop's: its completion is held
     /// while requests are out). A request that found nothing while the operation is still in the
     /// kernel missed it in a moment the kernel cannot see it (a receive being retried after its
-    /// readiness fired, between two polls): it is sent again, so a cancel is never lost.
+    /// readiness fired, between two polls): it is sent again, so a cancel is never lost. That
+    /// moment is brief, so the resending ends as soon as the receive waits again or completes.
     private func cancelAnswered(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32, loop: Loop) {
         op.pointee.kernelCancels -= 1
         if op.pointee.kernelCancels > 0 { return }
         if op.pointee.heldCompletion {
             op.pointee.heldCompletion = false
             loop.complete(op, result: op.pointee.rawResult)
-        } else if result != 0 && op.pointee.state == .pending && op.pointee.place != OperationPlace.backlog {
+        } else if result == -ENOENT && op.pointee.state == .pending && op.pointee.place != OperationPlace.backlog {
+            // (`EALREADY` is a request running in a kernel worker: the kernel interrupts it, and
+            // asking again would only spin.)
             cancelMissed += 1
             cancel(op, loop: loop)
         }
