@@ -45,6 +45,20 @@ class RuntimeTestCase: XCTestCase {
             done.signal()
         }
         done.wait()
+        startSanitizerSymbolizer()
+    }
+
+    /// Under a sanitizer, the first report (even a suppressed one: suppressions match symbolized
+    /// frames) starts the external symbolizer, a child process talking through two pipes that stay
+    /// open. Starting it here, before any test counts descriptors, keeps those pipes out of the
+    /// leak check; descriptors opened later still count.
+    private static func startSanitizerSymbolizer() {
+        if ExecutionContext.sanitizers.isEmpty { return }
+        typealias Symbolize = @convention(c) (UnsafeRawPointer?, UnsafePointer<CChar>, UnsafeMutablePointer<CChar>, Int) -> Void
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__sanitizer_symbolize_pc") else { return }
+        let symbolize = unsafeBitCast(symbol, to: Symbolize.self)
+        var text = [CChar](repeating: 0, count: 256)
+        text.withUnsafeMutableBufferPointer { symbolize(UnsafeRawPointer(symbol), "%f", $0.baseAddress!, $0.count) }
     }
 
     /// Runs `body` under each flavour; returns the results in flavour order.
