@@ -185,15 +185,15 @@ final class CancellationTests: RuntimeTestCase {
         // Invariants: every fiber ends, with its value, a CancellationError or a TimeoutError, and
         // nothing leaks (checked by runBoth).
         let seconds = Double(ProcessInfo.processInfo.environment["WEFT_STRESS_SECONDS"] ?? "") ?? 1
-        // Known bug: in debug builds on io_uring with several executors this test stalls now and
-        // then (a cancelled reader's recv stays in the kernel, every executor idle). Cause, seen in
-        // a hung process's ring: the io_uring backend's ASYNC_CANCEL completed with ENOENT while
-        // the recv was between two attempts (readers on three rings race for each byte of one
-        // socket; the losers retry and wait again), and the backend ignores a cancel's result, so
-        // the recv went back to waiting, cancelled in name only. Until the backend resends such a
-        // cancel, the suite runs that flavour only when WEFT_STRESS_ALL is set (WEFT_WATCHDOG=1
-        // prints the state of every unfinished fiber); release builds, epoll and one executor run
-        // it always. See Docs/Runtime.md.
+        // In debug builds on io_uring with several executors this test used to stall now and then
+        // (a cancelled reader's recv stayed in the kernel, every executor idle). Cause, seen in a
+        // hung process's ring: an ASYNC_CANCEL completed with ENOENT while the recv was between two
+        // attempts (readers on three rings race for each byte of one socket; the losers retry and
+        // wait again), and the backend dropped a cancel's result, so the recv waited on, cancelled
+        // in name only. The backend now sends such a cancel again; until many debug runs confirm
+        // it, the suite runs that flavour only when WEFT_STRESS_ALL is set (WEFT_WATCHDOG=1 prints
+        // the state of every unfinished fiber); release builds, epoll and one executor run it
+        // always. See Docs/Runtime.md.
         var flavours = RuntimeTestCase.flavours
         #if DEBUG
         let ioUring = ProcessInfo.processInfo.environment["WEFT_BACKEND"] != "epoll"
