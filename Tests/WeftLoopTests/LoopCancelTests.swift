@@ -43,6 +43,24 @@ final class LoopCancelTests: LoopTestCase {
         XCTAssertEqual(recorder.results, [-ECANCELED])
     }
 
+    func testCancelInTheSameBatchAsANonBlockingRecv() throws {
+        // A recv on a non-blocking socket with nothing to read, cancelled before the loop runs: on
+        // io_uring both entries go to the kernel in one batch, the recv completes at once with
+        // EAGAIN (which the backend turns into a readiness wait) and the cancel finds nothing.
+        // The cancellation was requested all the same, so the result must be ECANCELED, not EAGAIN.
+        let (a, _) = socketPair()
+        XCTAssertEqual(fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK), 0)
+        var buffer = [UInt8](repeating: 0, count: 8)
+        let recorder = Recorder()
+        try buffer.withUnsafeMutableBytes { bytes in
+            let op = make(.recv(FileDescriptor(a), into: bytes.baseAddress, count: 8))
+            try submit(op, recorder)
+            loop.cancel(op)
+            try loop.run()
+        }
+        XCTAssertEqual(recorder.results, [-ECANCELED])
+    }
+
     func testCancelPendingAccept() throws {
         let (listening, _) = listener()
         let op = make(.accept(FileDescriptor(listening)))

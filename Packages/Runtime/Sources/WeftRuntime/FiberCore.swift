@@ -154,7 +154,7 @@ final class FiberCore: @unchecked Sendable {
     /// Whether a cancellation is waiting to be delivered at the next suspension point.
     var cancelPending: Bool {
         if shieldDepth > 0 { return false }
-        let bits = cancelBits.load(ordering: .acquiring)
+        let bits = cancelBits.load(ordering: .sequentiallyConsistent)
         return bits & CancelBit.delivered == 0 && (bits & CancelBit.external != 0 || bits >= CancelBit.timeoutUnit)
     }
 
