@@ -18,6 +18,11 @@ final class EpollBackend: LoopBackend {
     /// Descriptors with a newly submitted multishot operation: their readers are tried at the next
     /// wait (an edge may already have passed; callbacks never run inside submit).
     @exclusivity(unchecked) private var kicks: [Int32] = []
+    /// The operation ``attemptNow(_:)`` last tried and found `EAGAIN`: if it is submitted before the
+    /// next wait, it goes straight to its descriptor's queue without a second, certain-to-fail try
+    /// (no edge can have been consumed in between, so the one to come still wakes it).
+    @exclusivity(unchecked) private var justTried: UnsafeMutablePointer<LoopOperation>? = nil
+    @exclusivity(unchecked) private var justTriedDescriptor: Int32 = -1
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 256
     private static let wakeData = UInt64.max
@@ -141,7 +146,12 @@ final class EpollBackend: LoopBackend {
         let index = Int(fd)
         if writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty { return nil }
         let r = attempt(op)
-        return r == -EAGAIN ? nil : r
+        if r == -EAGAIN {
+            justTried = op
+            justTriedDescriptor = fd
+            return nil
+        }
+        return r
     }
 
     private func waitable(_ op: UnsafeMutablePointer<LoopOperation>, writes: Bool, loop: Loop) {
@@ -158,7 +168,9 @@ final class EpollBackend: LoopBackend {
         let index = Int(fd)
         // Operations queued before this one go first: bytes must not overtake each other.
         let queued = writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty
-        if !queued {
+        let tried = justTried == op && justTriedDescriptor == fd
+        justTried = nil
+        if !queued && !tried {
             let r = attempt(op)
             if r != -EAGAIN {
                 loop.completeLater(op, result: r)
@@ -301,6 +313,7 @@ final class EpollBackend: LoopBackend {
     }
 
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
+        justTried = nil
         while true {
             let n = weft_epoll_wait(epoll, events, eventCapacity, kicks.isEmpty ? timeoutNanoseconds ?? -1 : 0)
             if n == -EINTR { continue }
