@@ -69,10 +69,19 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// How many operations in a row complete without a park before a fiber yields.
     static let immediateLimit = 32
 
+    /// The runtime and its stack pool, unretained for the switch paths (both outlive every executor;
+    /// reading an `unowned(unsafe)` reference still costs a retain and release per use).
+    private let runtimeRef: Unmanaged<Runtime>
+    private let stackPoolRef: Unmanaged<StackPool>
+    private let stackKind: Stack.Kind
+
     init(index: Int, runtime: Runtime, loop: Loop, shared: Bool) {
         self.index = index
         self.shared = shared
         self.runtime = runtime
+        runtimeRef = Unmanaged.passUnretained(runtime)
+        stackPoolRef = Unmanaged.passUnretained(runtime.stackPool)
+        stackKind = runtime.stackKind
         self.loop = loop
         self.waker = loop.waker
         self.resumer = ExecutionContext.makeResumer()
@@ -152,7 +161,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @inline(__always)
     func pushLocal(_ fiber: FiberCore) {
         let count = append(fiber)
-        if shared && count > 1 && runtime.sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+        if shared && count > 1 && runtimeRef._withUnsafeGuaranteedRef({ $0.sleepers.load(ordering: .sequentiallyConsistent) }) > 0 {
             runtime.wakeIdle(except: self)
         }
     }
@@ -386,7 +395,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     private func prepare(_ fiber: FiberCore) -> Bool {
         if fiber.context != nil { return true }
         do {
-            let stack = try runtime.stackPool.allocate(runtime.stackKind)
+            let stack = try stackPoolRef._withUnsafeGuaranteedRef { try $0.allocate(stackKind) }
             fiber.stack = stack
             fiber.context = ExecutionContext(
                 stack: stack, entry: fiberEntry, argument: Unmanaged.passUnretained(fiber).toOpaque())
@@ -403,7 +412,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @inline(__always)
     private func begin(_ fiber: FiberCore) {
         fiber.pinned = false
-        fiber.lastExecutor = self
+        fiber.lastExecutor = Unmanaged.passUnretained(self)
         running = Unmanaged.passUnretained(fiber)
         immediateBudget = Executor.immediateLimit
         dispatches &+= 1
@@ -476,17 +485,21 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         case .finish:
             fiber.context!.release()
             fiber.context = nil
-            if let stack = fiber.stack { runtime.stackPool.release(stack) }
+            if let stack = fiber.stack { stackPoolRef._withUnsafeGuaranteedRef { $0.release(stack) } }
             fiber.stack = nil
             release(fiber)
         }
     }
 
+    /// Counts a new fiber in the runtime (``Runtime/admit(_:)``) without reference counting.
+    @inline(__always)
+    func admit(_ fiber: FiberCore) { runtimeRef._withUnsafeGuaranteedRef { $0.admit(fiber) } }
+
     /// Lets go of a completed fiber once nothing runs on its stack: its locals, its count in the
     /// runtime, and the reference it held on itself since it was spawned.
     private func release(_ fiber: FiberCore) {
         fiber.locals = nil
-        runtime.fiberFinished()
+        runtimeRef._withUnsafeGuaranteedRef { $0.fiberFinished() }
         Unmanaged.passUnretained(fiber).release()
     }
 }

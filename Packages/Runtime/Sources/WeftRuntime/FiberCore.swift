@@ -79,7 +79,7 @@ final class FiberCore: @unchecked Sendable {
     /// with that executor's loop): stealers leave it.
     @exclusivity(unchecked) var pinned = false
     /// The executor the fiber last ran on: wakes from other threads queue it there.
-    @exclusivity(unchecked) unowned(unsafe) var lastExecutor: Executor?
+    @exclusivity(unchecked) var lastExecutor: Unmanaged<Executor>?
     let runState = Atomic<Int>(Run.running)
 
     let completion = Atomic<Int>(Completion.running)
@@ -135,7 +135,7 @@ final class FiberCore: @unchecked Sendable {
     static func spawnHere(_ fiber: FiberCore) throws(FiberError) {
         guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
         executor._withUnsafeGuaranteedRef { e in
-            e.runtime.admit(fiber)
+            e.admit(fiber)
             e.pushLocal(fiber)
         }
     }
@@ -274,7 +274,7 @@ final class FiberCore: @unchecked Sendable {
                 let (done, original) = fiber.runState.compareExchange(
                     expected: Run.parked, desired: Run.running, ordering: .acquiringAndReleasing)
                 if done {
-                    fiber.lastExecutor!.push(fiber)
+                    fiber.lastExecutor!._withUnsafeGuaranteedRef { $0.push(fiber) }
                     return
                 }
                 state = original

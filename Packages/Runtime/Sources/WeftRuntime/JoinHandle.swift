@@ -16,7 +16,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
         "run=\(fiber.runState.load(ordering: .relaxed)) completion=\(fiber.completion.load(ordering: .relaxed)) "
             + "cancel=\(fiber.cancelBits.load(ordering: .relaxed)) io=\(fiber.ioExecutor.load(ordering: .relaxed)) "
             + "op=\(fiber.pendingOp.map { "\($0.pointee.kind) pending=\($0.pointee.isPending) place=\($0.pointee.place) cancelRequested=\($0.pointee.cancelRequested)" } ?? "-") "
-            + "last=\(fiber.lastExecutor?.index ?? -1) pinned=\(fiber.pinned)"
+            + "last=\(fiber.lastExecutor?.takeUnretainedValue().index ?? -1) pinned=\(fiber.pinned)"
             + {
                 let io = fiber.ioExecutor.load(ordering: .relaxed)
                 guard io > 0, let op = fiber.pendingOp else { return "" }
