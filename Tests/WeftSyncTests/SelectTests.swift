@@ -88,6 +88,26 @@ final class SelectTests: SyncTestCase {
         }
     }
 
+    func testALosingJoinArmLeavesTheFiberJoinable() throws {
+        try runBoth { _ in
+            let gate = ResetEvent()
+            let slow = try Fiber.spawn { () -> Int in try gate.wait(); return 1 }
+            let fast = try Fiber.spawn { () -> Int in 2 }
+            // The slow arm registers an observer and loses: the fiber is neither joined nor watched.
+            XCTAssertEqual(try select(slow.onJoin(), fast.onJoin()), 2)
+            XCTAssertFalse(slow.isFinished)
+            XCTAssertThrowsError(try fast.join()) { XCTAssertEqual($0 as? FiberError, .alreadyJoined) }
+            // Selected again, it wins once the fiber finishes, woken by the observer.
+            let waiter = try Fiber.spawn { try select(slow.onJoin(), Channel<Int>().onReceive().map { $0 ?? -1 }) }
+            gate.set()
+            XCTAssertEqual(try waiter.join(), 1)
+            XCTAssertThrowsError(try slow.join()) { XCTAssertEqual($0 as? FiberError, .alreadyJoined) }
+            // From a plain thread too.
+            let later = try Fiber.spawn { () -> Int in 3 }
+            XCTAssertEqual(try Fiber.spawnBlocking { try select(later.onJoin()) }, 3)
+        }
+    }
+
     func testTwoSelectsCompeteForOneItem() throws {
         try runBoth { _ in
             for _ in 0..<20 {

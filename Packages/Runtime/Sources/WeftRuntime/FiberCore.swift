@@ -100,6 +100,12 @@ final class FiberCore: @unchecked Sendable {
     private let hookLock = Atomic<Bool>(false)
     @exclusivity(unchecked) private var hookValue: CancelHook?
 
+    /// Called once when the fiber completes (WeftSync's select arms), behind `observerLock`; the
+    /// callbacks run under the lock, so a removal that returns has no callback still running.
+    private let observerLock = Atomic<Bool>(false)
+    @exclusivity(unchecked) private var observers: [FiberObserver] = []
+    @exclusivity(unchecked) private var observersNotified = false
+
     @exclusivity(unchecked) var group: GroupCore?
     @usableFromInline @exclusivity(unchecked) var failure: (any Error)?
     @exclusivity(unchecked) var locals: [ObjectIdentifier: any Sendable]?
@@ -438,5 +444,36 @@ extension FiberCore {
                 continuation.resume()
             }
         }
+        lockObservers()
+        observersNotified = true
+        for observer in observers { observer.notify() }
+        observers = []
+        unlockObservers()
+    }
+
+    @inline(__always)
+    private func lockObservers() {
+        while !observerLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            sched_yield()
+        }
+    }
+
+    @inline(__always)
+    private func unlockObservers() { observerLock.store(false, ordering: .releasing) }
+
+    /// Adds a completion observer; `false` (and nothing added) if the fiber has completed already.
+    func addObserver(_ observer: FiberObserver) -> Bool {
+        lockObservers()
+        defer { unlockObservers() }
+        if observersNotified { return false }
+        observers.append(observer)
+        return true
+    }
+
+    /// Removes an observer if it is still there; once this returns, its callback is not running.
+    func removeObserver(_ observer: FiberObserver) {
+        lockObservers()
+        observers.removeAll { $0 === observer }
+        unlockObservers()
     }
 }

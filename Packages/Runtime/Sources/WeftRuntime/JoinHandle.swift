@@ -39,6 +39,26 @@ public struct JoinHandle<T: Sendable>: Sendable {
 
     private func claim() throws(FiberError) { try fiber.claimJoin() }
 
+    /// Calls the observer's callback once when the fiber completes, from the thread that completes
+    /// it (keep it short: it runs under a lock). Returns `false`, adding nothing, if the fiber has
+    /// completed already. For select arms that watch a fiber without joining it.
+    /// - Parameter observer: The observer.
+    /// - Returns: Whether it was added.
+    package func addObserver(_ observer: FiberObserver) -> Bool { fiber.addObserver(observer) }
+
+    /// Removes an observer if it is still registered; when this returns, its callback is not running.
+    /// - Parameter observer: The observer.
+    package func removeObserver(_ observer: FiberObserver) { fiber.removeObserver(observer) }
+
+    /// Joins a fiber that has finished, from a fiber or a plain thread, without waiting.
+    /// - Returns: The fiber's result.
+    /// - Throws: What the fiber threw; ``FiberError/alreadyJoined`` or ``FiberError/detached``.
+    package func takeFinishedResult() throws -> T {
+        precondition(isFinished, "takeFinishedResult: the fiber has not finished")
+        try claim()
+        return try fiber.takeResult(T.self).get()
+    }
+
     /// Parks the calling fiber until the fiber finishes and returns its result.
     ///
     /// If the caller is cancelled meanwhile, the cancellation is passed to the joined fiber and
@@ -80,6 +100,15 @@ public struct JoinHandle<T: Sendable>: Sendable {
             return try fiber.takeResult(T.self).get()
         }
     }
+}
+
+/// A callback that runs once when a fiber completes (see ``JoinHandle/addObserver(_:)``).
+package final class FiberObserver: @unchecked Sendable {
+    let notify: @Sendable () -> Void
+
+    /// Creates an observer.
+    /// - Parameter notify: The callback.
+    package init(_ notify: @escaping @Sendable () -> Void) { self.notify = notify }
 }
 
 extension FiberCore {

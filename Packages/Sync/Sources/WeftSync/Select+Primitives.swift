@@ -90,26 +90,43 @@ extension Future: Selectable {
 
 /// A fiber's outcome carried across fibers (errors are not `Sendable` in general; this one is
 /// written once and read after the future publishes it).
+/// The observer a join arm registered, shared by its register and unregister steps (one select at a
+/// time uses an arm, on one thread).
+final class ObserverBox: @unchecked Sendable {
+    var observer: FiberObserver?
+}
+
 struct Outcome<T>: @unchecked Sendable {
     let result: Result<T, any Error>
 }
 
 extension JoinHandle {
-    /// A select arm that completes with the fiber's result.
+    /// A select arm that completes with the fiber's result once it has finished.
     ///
-    /// It joins the fiber (from a small watcher fiber), so the handle cannot be joined again; if
-    /// another arm wins, the result is dropped when the fiber ends. Call it in a fiber.
-    /// - Returns: The arm.
-    /// - Throws: ``WeftRuntime/FiberError`` (outside a runtime, or the handle was joined or
-    ///   detached already: then the arm's result is that error).
+    /// The arm joins the fiber only if it wins: when another arm wins, the handle can still be
+    /// joined (or selected on) later. Works from fibers and plain threads.
+    /// - Returns: The arm (its result throws what the fiber threw, or ``WeftRuntime/FiberError``
+    ///   if the handle was joined or detached already).
+    /// - Throws: Nothing today; kept so that callers written for the earlier form still compile.
     public func onJoin() throws -> SelectCase<T> {
-        let done = Future<Outcome<T>>()
         let handle = self
-        _ = try Fiber.spawn {
-            let outcome = Outcome(result: Result { try handle.join() })
-            try? done.set(outcome)
-        }
-        return done.onGet().map { try $0.result.get() }
+        let box = ObserverBox()
+        return SelectCase(
+            register: { waiter in
+                if let previous = box.observer { handle.removeObserver(previous) }
+                let observer = FiberObserver { if waiter.claim() { waiter.wake() } }
+                box.observer = observer
+                if handle.addObserver(observer) { return .registered }
+                box.observer = nil
+                return waiter.claim() ? .completed : .lost
+            },
+            unregister: { _ in
+                if let observer = box.observer {
+                    handle.removeObserver(observer)
+                    box.observer = nil
+                }
+            },
+            finish: { _ in try handle.takeFinishedResult() })
     }
 }
 
