@@ -108,6 +108,33 @@ final class SelectTests: SyncTestCase {
         }
     }
 
+    func testAGroupArmWatchesWithoutAWaiterAndALosingArmChangesNothing() throws {
+        try runBoth { _ in
+            struct Failure: Error {}
+            let gate = ResetEvent()
+            let group = Group(failFast: false)
+            try group.spawn { try gate.wait() }
+            try group.spawn { try gate.wait(); throw Failure() }
+            let ready = Channel<Int>(capacity: 1)
+            try ready.send(5)
+            // The group arm loses: the group keeps its children and a later wait still sees them.
+            XCTAssertEqual(try select(try group.onWait().map { -1 }, ready.onReceive().map { $0 ?? -2 }), 5)
+            XCTAssertEqual(group.runningCount, 2)
+            // From a plain thread, woken by the observer when the last child finishes.
+            let watcher = try Fiber.spawn { () -> Bool in
+                try Fiber.spawnBlocking { () -> Bool in
+                    do { try select(try group.onWait()) } catch is Failure { return true }
+                    return false
+                }
+            }
+            gate.set()
+            XCTAssertTrue(try watcher.join(), "the winning arm reports the child's error")
+            // The winning arm left the group clean: a new child and a plain wait work.
+            try group.spawn {}
+            try group.wait()
+        }
+    }
+
     func testTwoSelectsCompeteForOneItem() throws {
         try runBoth { _ in
             for _ in 0..<20 {

@@ -28,6 +28,24 @@ public final class Group: Sendable {
         executor.pushLocal(fiber)
     }
 
+    /// Calls the observer's callback once, under the group's lock, when the last running child
+    /// finishes. Returns `false`, adding nothing, if no child is running. For select arms that
+    /// watch a group without a fiber waiting on it.
+    /// - Parameter observer: The observer.
+    /// - Returns: Whether it was added.
+    package func addObserver(_ observer: FiberObserver) -> Bool { core.addObserver(observer) }
+
+    /// Removes an observer if it is still registered; when this returns, its callback is not running.
+    /// - Parameter observer: The observer.
+    package func removeObserver(_ observer: FiberObserver) { core.removeObserver(observer) }
+
+    /// Ends an observed wait as ``wait()`` does once every child has finished: throws the first
+    /// child error, if any, and makes the group clean for reuse.
+    /// - Throws: The first child error that is not `CancellationError`.
+    package func finishObservedWait() throws {
+        if let error = core.reset() { throw error }
+    }
+
     /// Cancels every running child (and children spawned later, until ``wait()`` returns).
     public func cancelAll() { core.cancelAll() }
 
@@ -53,6 +71,8 @@ final class GroupCore: @unchecked Sendable {
         var firstError: (any Error)?
         var waiter: FiberCore?
         var cancelled = false
+        /// Called (under the lock) when the last running child finishes.
+        var observers: [FiberObserver] = []
     }
 
     let failFast: Bool
@@ -84,6 +104,20 @@ final class GroupCore: @unchecked Sendable {
             state.waiter = waiter
             return true
         }
+    }
+
+    @inline(never)
+    func addObserver(_ observer: FiberObserver) -> Bool {
+        state.withLock { state in
+            if state.running == 0 { return false }
+            state.observers.append(observer)
+            return true
+        }
+    }
+
+    @inline(never)
+    func removeObserver(_ observer: FiberObserver) {
+        state.withLock { $0.observers.removeAll { $0 === observer } }
     }
 
     /// Ends a wait: returns the first error and makes the group clean for reuse.
@@ -125,6 +159,11 @@ final class GroupCore: @unchecked Sendable {
             if state.running == 0, let w = state.waiter {
                 waiter = w
                 // The waiter stays registered until it resumes, so a second waiter is refused.
+            }
+            if state.running == 0 && !state.observers.isEmpty {
+                // Under the lock, so a removal that returns has no callback still running.
+                for observer in state.observers { observer.notify() }
+                state.observers = []
             }
             return (siblings, waiter)
         }

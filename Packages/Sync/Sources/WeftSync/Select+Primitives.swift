@@ -90,15 +90,38 @@ extension Future: Selectable {
 
 /// A fiber's outcome carried across fibers (errors are not `Sendable` in general; this one is
 /// written once and read after the future publishes it).
-/// The observer a join arm registered, shared by its register and unregister steps (one select at a
+/// The observer an arm registered, shared by its register and unregister steps (one select at a
 /// time uses an arm, on one thread).
 final class ObserverBox: @unchecked Sendable {
     var observer: FiberObserver?
 }
 
-struct Outcome<T>: @unchecked Sendable {
-    let result: Result<T, any Error>
+/// A select arm over a runtime object that reports its completion to observers (a fiber, a group):
+/// registering adds an observer that claims and wakes the select; `add` returning `false` means it
+/// has completed already. `finish` produces the result, only for the winning arm.
+private func observedArm<Output>(
+    add: @escaping (FiberObserver) -> Bool, remove: @escaping (FiberObserver) -> Void,
+    finish: @escaping () throws -> Output
+) -> SelectCase<Output> {
+    let box = ObserverBox()
+    return SelectCase(
+        register: { waiter in
+            if let previous = box.observer { remove(previous) }
+            let observer = FiberObserver { if waiter.claim() { waiter.wake() } }
+            box.observer = observer
+            if add(observer) { return .registered }
+            box.observer = nil
+            return waiter.claim() ? .completed : .lost
+        },
+        unregister: { _ in
+            if let observer = box.observer {
+                remove(observer)
+                box.observer = nil
+            }
+        },
+        finish: { _ in try finish() })
 }
+
 
 extension JoinHandle {
     /// A select arm that completes with the fiber's result once it has finished.
@@ -110,39 +133,23 @@ extension JoinHandle {
     /// - Throws: Nothing today; kept so that callers written for the earlier form still compile.
     public func onJoin() throws -> SelectCase<T> {
         let handle = self
-        let box = ObserverBox()
-        return SelectCase(
-            register: { waiter in
-                if let previous = box.observer { handle.removeObserver(previous) }
-                let observer = FiberObserver { if waiter.claim() { waiter.wake() } }
-                box.observer = observer
-                if handle.addObserver(observer) { return .registered }
-                box.observer = nil
-                return waiter.claim() ? .completed : .lost
-            },
-            unregister: { _ in
-                if let observer = box.observer {
-                    handle.removeObserver(observer)
-                    box.observer = nil
-                }
-            },
-            finish: { _ in try handle.takeFinishedResult() })
+        return observedArm(
+            add: { handle.addObserver($0) }, remove: { handle.removeObserver($0) },
+            finish: { try handle.takeFinishedResult() })
     }
 }
 
 extension Group {
     /// A select arm that completes when every child of the group has finished, with the group's
-    /// first error if any (it waits on the group from a small watcher fiber). Call it in a fiber.
+    /// first error if any. Like ``WeftRuntime/Group/wait()``, a winning arm leaves the group clean
+    /// for reuse; a losing arm changes nothing. Works from fibers and plain threads.
     /// - Returns: The arm.
-    /// - Throws: ``WeftRuntime/FiberError`` outside a runtime.
+    /// - Throws: Nothing today; kept so that callers written for the earlier form still compile.
     public func onWait() throws -> SelectCase<Void> {
-        let done = Future<Outcome<Void>>()
         let group = self
-        _ = try Fiber.spawn {
-            let outcome = Outcome(result: Result { try group.wait() })
-            try? done.set(outcome)
-        }
-        return done.onGet().map { try $0.result.get() }
+        return observedArm(
+            add: { group.addObserver($0) }, remove: { group.removeObserver($0) },
+            finish: { try group.finishObservedWait() })
     }
 }
 
