@@ -177,18 +177,28 @@ final class EpollBackend: LoopBackend {
                 return
             }
         }
+        enqueue(op, on: fd, place: writes ? OperationPlace.writers : OperationPlace.readers, loop: loop)
+    }
+
+    /// Registers the descriptor (once) and queues the operation on its list for `place` (readers,
+    /// writers or pollers) until readiness; a registration failure completes the operation instead.
+    /// Returns whether it was queued.
+    @discardableResult
+    private func enqueue(
+        _ op: UnsafeMutablePointer<LoopOperation>, on fd: Int32, place: UInt8, loop: Loop
+    ) -> Bool {
         let registered = register(fd)
         if registered < 0 {
             loop.completeLater(op, result: registered)
-            return
+            return false
         }
-        if writes {
-            op.pointee.place = OperationPlace.writers
-            entries[index].writers.append(op)
-        } else {
-            op.pointee.place = OperationPlace.readers
-            entries[index].readers.append(op)
+        op.pointee.place = place
+        switch place {
+        case OperationPlace.writers: entries[Int(fd)].writers.append(op)
+        case OperationPlace.pollers: entries[Int(fd)].pollers.append(op)
+        default: entries[Int(fd)].readers.append(op)
         }
+        return true
     }
 
     /// Queues a multishot operation among its descriptor's readers and has the descriptor tried at
@@ -201,14 +211,7 @@ final class EpollBackend: LoopBackend {
             loop.completeLater(op, result: nature < 0 ? nature : notSocket)
             return
         }
-        let registered = register(fd)
-        if registered < 0 {
-            loop.completeLater(op, result: registered)
-            return
-        }
-        op.pointee.place = OperationPlace.readers
-        entries[Int(fd)].readers.append(op)
-        kicks.append(fd)
+        if enqueue(op, on: fd, place: OperationPlace.readers, loop: loop) { kicks.append(fd) }
     }
 
     /// One try of a multishot operation: an accepted descriptor, bytes received into a buffer of the
@@ -274,13 +277,7 @@ final class EpollBackend: LoopBackend {
             loop.completeLater(op, result: now & POLLNVAL != 0 ? -EBADF : now)
             return
         }
-        let registered = register(fd)
-        if registered < 0 {
-            loop.completeLater(op, result: registered)
-            return
-        }
-        op.pointee.place = OperationPlace.pollers
-        entries[Int(fd)].pollers.append(op)
+        enqueue(op, on: fd, place: OperationPlace.pollers, loop: loop)
     }
 
     func cancel(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {

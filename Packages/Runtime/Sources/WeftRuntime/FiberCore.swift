@@ -102,7 +102,10 @@ final class FiberCore: @unchecked Sendable {
 
     /// Called once when the fiber completes (WeftSync's select arms), behind `observerLock`; the
     /// callbacks run under the lock, so a removal that returns has no callback still running.
+    /// `observed` is raised before the first observer is added, so a fiber nobody observes
+    /// finishes without taking the lock (the pair with `completion` is sequentially consistent).
     private let observerLock = Atomic<Bool>(false)
+    private let observed = Atomic<Bool>(false)
     @exclusivity(unchecked) private var observers: [FiberObserver] = []
     @exclusivity(unchecked) private var observersNotified = false
 
@@ -434,7 +437,7 @@ extension FiberCore {
             self.group = nil
             group.childFinished(self)
         }
-        let old = completion.exchange(Completion.finished, ordering: .acquiringAndReleasing)
+        let old = completion.exchange(Completion.finished, ordering: .sequentiallyConsistent)
         if old == Completion.waiting {
             if let waiter = waiterFiber {
                 waiterFiber = nil
@@ -444,6 +447,7 @@ extension FiberCore {
                 continuation.resume()
             }
         }
+        if !observed.load(ordering: .sequentiallyConsistent) { return }
         lockObservers()
         observersNotified = true
         for observer in observers { observer.notify() }
@@ -463,9 +467,11 @@ extension FiberCore {
 
     /// Adds a completion observer; `false` (and nothing added) if the fiber has completed already.
     func addObserver(_ observer: FiberObserver) -> Bool {
+        observed.store(true, ordering: .sequentiallyConsistent)
         lockObservers()
         defer { unlockObservers() }
-        if observersNotified { return false }
+        // A completion that did not see `observed` is visible here.
+        if observersNotified || completion.load(ordering: .sequentiallyConsistent) == Completion.finished { return false }
         observers.append(observer)
         return true
     }
