@@ -108,4 +108,41 @@ final class StressTests: SyncTestCase {
             XCTAssertGreaterThan(completed.value, 0)
         }
     }
+    /// A parked receive cancelled while a sender hands it a value, both from other executors and
+    /// threads: the value is received or stays in the channel (never lost, never both), and the
+    /// wake of a hand-off that lost to the cancellation reaches no later wait (a stray wake would
+    /// end the shielded wait below early, as a timeout).
+    func testCancelRacingAHandOffLeavesNoStrayWake() throws {
+        try runBoth { _ in
+            for round in 0..<300 {
+                let channel = Channel<Int>()
+                let later = Channel<Int>(capacity: 1)
+                let parked = ResetEvent()
+                let receiver = try Fiber.spawn { () -> Int? in
+                    parked.set()
+                    let value = try? channel.receive()
+                    // Not cancellable: only the sentinel may end it.
+                    let sentinel = try Fiber.withCancellationShield { try later.receive() }
+                    XCTAssertEqual(sentinel, -1)
+                    return value
+                }
+                try parked.wait()
+                try Self.until { channel.waitingReceivers == 1 }
+                let sent = Counter()
+                let sender = Self.thread {
+                    if round % 2 == 0, (try? channel.trySend(round)) == true { sent.add() }
+                }
+                if round % 3 == 0 { try Fiber.yield() }
+                receiver.cancel()
+                try sender.wait()
+                let leftover = try channel.tryReceive()
+                try later.send(-1)
+                let received = try receiver.join()
+                // Delivered exactly when the send says so (an unbuffered channel keeps nothing).
+                XCTAssertEqual(received, sent.value == 1 ? round : nil, "round \(round)")
+                XCTAssertNil(leftover)
+                XCTAssertEqual(channel.waitingReceivers, 0)
+            }
+        }
+    }
 }

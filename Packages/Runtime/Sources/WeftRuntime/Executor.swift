@@ -14,7 +14,7 @@ import WeftLoop
 final class Executor: @unchecked Sendable, TaskExecutor {
     /// What the fiber that just switched out asked for.
     enum Action {
-        case none, yield, park, finish, hop
+        case none, yield, park, parkCancellable, finish, hop
     }
 
     struct Inbox: @unchecked Sendable {
@@ -476,6 +476,16 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                 // Woken before the switch finished: run it again.
                 fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
                 pushLocal(fiber)
+            }
+        case .parkCancellable:
+            let (parked, _) = fiber.runState.compareExchange(
+                expected: FiberCore.Run.running, desired: FiberCore.Run.parkedCancellable, ordering: .sequentiallyConsistent)
+            if !parked {
+                fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
+                pushLocal(fiber)
+            } else if fiber.cancelPending {
+                // Cancelled before it parked: `cancel` may have looked before the state changed.
+                fiber.resumeCancelled()
             }
         case .hop:
             let target = hopTarget!

@@ -33,9 +33,7 @@ extension Fiber {
                 target.pointer.pointee = outcome
                 FiberCore.wake(waiter.fiber)
             }
-            fiber.setHook(.task(task))
-            fiber.park()
-            fiber.clearHook()
+            fiber.parkPassingOnCancellation { task.cancel() }
             let outcome = pointer.pointee!
             if case .failure(let error) = outcome, error is CancellationError, fiber.cancelPending {
                 fiber.markDelivered()

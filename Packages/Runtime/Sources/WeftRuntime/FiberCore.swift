@@ -3,29 +3,6 @@ import Synchronization
 import WeftContext
 import WeftLoop
 
-/// What a fiber waiting for something else does when it is cancelled (besides cancelling its
-/// pending loop operation, which the executor that owns it does).
-enum CancelHook: @unchecked Sendable {
-    /// A join: cancel the fiber being joined and keep waiting for it.
-    case fiber(FiberCore)
-    /// A group wait: cancel every child and keep waiting.
-    case group(GroupCore)
-    /// A bridge to Swift Concurrency: cancel the task and keep waiting for its result.
-    case task(Task<Void, Never>)
-    /// A WeftSync wait: claim the ``Parking`` (on the fiber's stack) as cancelled and wake it.
-    /// Runs under the hook lock, so the frame outlives it.
-    case parking(UnsafeMutableRawPointer)
-
-    func run() {
-        switch self {
-        case .fiber(let child): child.cancel(timeout: false)
-        case .group(let group): group.cancelAll()
-        case .task(let task): task.cancel()
-        case .parking(let parking): Parking.cancelWait(parking)
-        }
-    }
-}
-
 /// Process-wide counters used by leak checks.
 enum FiberCounters {
     static let liveObjects = Atomic<Int>(0)
@@ -51,6 +28,9 @@ final class FiberCore: @unchecked Sendable {
         static let parked = 1
         /// Woken before its park completed: the scheduler requeues it instead of parking it.
         static let notified = 2
+        /// Switched out in a cancellable WeftSync wait (``parkCancellable()``): a wake or a
+        /// cancellation, whichever moves it first, makes it runnable.
+        static let parkedCancellable = 3
     }
 
     /// `completion` values: the join protocol.
@@ -95,10 +75,10 @@ final class FiberCore: @unchecked Sendable {
     /// The pending operation (on this fiber's stack); valid while `ioExecutor` names an executor.
     @exclusivity(unchecked) var pendingOp: UnsafeMutablePointer<LoopOperation>?
     @exclusivity(unchecked) var shieldDepth = 0
-    /// What cancellation does while the fiber waits, behind a tiny spin lock (held for one
-    /// assignment or copy; a `Mutex` would also cost a thread-id lookup, see `cancel(timeout:)`).
-    private let hookLock = Atomic<Bool>(false)
-    @exclusivity(unchecked) private var hookValue: CancelHook?
+    /// Set by whoever made the fiber runnable out of ``parkCancellable()`` because of a
+    /// cancellation (before queueing it, so the fiber reads it after it resumes; the queue orders
+    /// the two, the atomic only keeps ThreadSanitizer from flagging a hand-over it cannot see).
+    let wokenByCancel = Atomic<Bool>(false)
 
     /// Called once when the fiber completes (WeftSync's select arms), behind `observerLock`; the
     /// callbacks run under the lock, so a removal that returns has no callback still running.
@@ -178,7 +158,8 @@ final class FiberCore: @unchecked Sendable {
     /// Marks the pending cancellation as delivered (an operation failed with it).
     func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
 
-    /// Requests cancellation from any thread: the flag, then the pending operation, then the hook.
+    /// Requests cancellation from any thread: the flag, then the pending operation, then a
+    /// cancellable park (``parkCancellable()``).
     ///
     /// Functions here and in the executor that take a `Synchronization.Mutex` are never inlined:
     /// the mutex locks with the thread id read from a thread-local, and within one function LLVM
@@ -196,16 +177,21 @@ final class FiberCore: @unchecked Sendable {
         if completion.load(ordering: .acquiring) == Completion.finished { return }
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
-        lockHook()
-        let hook = hookValue
-        if case .parking(let parking)? = hook {
-            // Run under the lock: the waiter's frame stays alive until its clearHook gets the lock.
-            Parking.cancelWait(parking)
-            unlockHook()
-            return
+        // A fiber in a cancellable WeftSync wait: make it runnable; it claims its own wait as
+        // cancelled when it resumes. Pairs with the check in `Executor.finishSwitch` (both sides
+        // write, then read the other's word, sequentially consistent: one of them sees the other).
+        if runState.load(ordering: .sequentiallyConsistent) == Run.parkedCancellable { resumeCancelled() }
+    }
+
+    /// Makes the fiber runnable out of ``parkCancellable()`` for a cancellation, if nothing else
+    /// made it runnable first.
+    func resumeCancelled() {
+        if runState.compareExchange(
+            expected: Run.parkedCancellable, desired: Run.running, ordering: .sequentiallyConsistent
+        ).exchanged {
+            wokenByCancel.store(true, ordering: .relaxed)
+            lastExecutor!._withUnsafeGuaranteedRef { $0.push(self) }
         }
-        unlockHook()
-        hook?.run()
     }
 
     /// Claims one fired timeout: afterwards the fiber is cancelled only if something else asked.
@@ -219,36 +205,6 @@ final class FiberCore: @unchecked Sendable {
             if done { return }
             bits = original
         }
-    }
-
-    @inline(__always)
-    private func lockHook() {
-        while !hookLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-            sched_yield()
-        }
-    }
-
-    @inline(__always)
-    private func unlockHook() { hookLock.store(false, ordering: .releasing) }
-
-    /// Installs what cancellation does while the fiber waits (not inside a shield), and runs it
-    /// at once if a cancellation is already pending.
-    func setHook(_ value: CancelHook) {
-        if shieldDepth > 0 { return }
-        lockHook()
-        hookValue = value
-        unlockHook()
-        if cancelPending { value.run() }
-    }
-
-    func clearHook() {
-        if shieldDepth > 0 { return }
-        lockHook()
-        let old = hookValue
-        hookValue = nil
-        unlockHook()
-        // Released outside the lock.
-        _ = old
     }
 
     // MARK: Park and wake
@@ -274,14 +230,44 @@ final class FiberCore: @unchecked Sendable {
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
     func park() { switchOut(.park) }
 
+    /// ``park()`` for a WeftSync wait that cancellation may end: returns after a ``wake(_:)`` or
+    /// once the fiber is cancelled (outside a shield), whichever comes first, and says whether
+    /// the cancellation ended it (then the wake that the wait's owner may still send must be
+    /// absorbed: see `Parking.park`). Costs no more than a plain park: nothing is installed for
+    /// the canceller, which finds the fiber through `runState`.
+    @inline(__always)
+    func parkCancellable() -> Bool {
+        if shieldDepth > 0 {
+            park()
+            return false
+        }
+        switchOut(.parkCancellable)
+        if wokenByCancel.load(ordering: .relaxed) {
+            wokenByCancel.store(false, ordering: .relaxed)
+            return true
+        }
+        return false
+    }
+
+    /// Parks until the one wake the caller arranged (a join, a group, a task's result). If the
+    /// fiber is cancelled meanwhile (outside a shield), runs `passOn` once (cancel what it waits
+    /// for) and goes on waiting: the wait itself never fails with the fiber's own cancellation.
+    @inline(__always)
+    func parkPassingOnCancellation(_ passOn: () -> Void) {
+        if parkCancellable() {
+            passOn()
+            park()
+        }
+    }
+
     /// Makes a parked fiber runnable, or, if it has not finished parking, makes its park return at
     /// once. Any thread.
     static func wake(_ fiber: FiberCore) {
         var state = fiber.runState.load(ordering: .acquiring)
         while true {
-            if state == Run.parked {
+            if state == Run.parked || state == Run.parkedCancellable {
                 let (done, original) = fiber.runState.compareExchange(
-                    expected: Run.parked, desired: Run.running, ordering: .acquiringAndReleasing)
+                    expected: state, desired: Run.running, ordering: .sequentiallyConsistent)
                 if done {
                     fiber.lastExecutor!._withUnsafeGuaranteedRef { $0.push(fiber) }
                     return

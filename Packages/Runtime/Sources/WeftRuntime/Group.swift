@@ -56,9 +56,7 @@ public final class Group: Sendable {
     public func wait() throws {
         guard let me = Executor.currentFiber else { throw FiberError.notInFiber(operation: "Group.wait") }
         if try core.register(me) {
-            me.setHook(.group(core))
-            me.park()
-            me.clearHook()
+            me.parkPassingOnCancellation { core.cancelAll() }
         }
         if let error = core.reset() { throw error }
     }

@@ -132,16 +132,15 @@ extension FiberCore {
         if me === self { return .joinedItself }
         do { try claimJoin() } catch { return error }
         if completion.load(ordering: .acquiring) == Completion.finished { return nil }
-        me.setHook(.fiber(self))
         waiterFiber = unmanaged
         let (waiting, _) = completion.compareExchange(
             expected: Completion.running, desired: Completion.waiting, ordering: .acquiringAndReleasing)
         if waiting {
-            me.park()
+            // Cancelling the joiner cancels this fiber; the join goes on waiting for it.
+            me.parkPassingOnCancellation { cancel(timeout: false) }
         } else {
             waiterFiber = nil
         }
-        me.clearHook()
         return nil
     }
 }

@@ -9,7 +9,7 @@ import WeftLoop
 /// `state` from ``Claim/waiting`` to anything else owns the outcome and must call ``wake(_:)``
 /// exactly once afterwards; everyone else leaves the waiter alone. The candidates are the primitive
 /// handing off (a claim code ≥ ``Claim/firstSignal``), a cancellation (``Claim/cancelled``, from
-/// the fiber's cancel hook or a task's cancellation handler) and a timer (``Claim/timedOut``).
+/// the fiber itself when cancellation resumes it, or a task's cancellation handler) and a timer (``Claim/timedOut``).
 @usableFromInline
 package struct Parking: ~Copyable {
     /// Claim codes.
@@ -23,8 +23,9 @@ package struct Parking: ~Copyable {
     }
 
     @usableFromInline package let state = Atomic<Int>(Claim.waiting)
-    let fiber: Unmanaged<FiberCore>?
-    let thread: ThreadParker?
+    @usableFromInline let fiber: Unmanaged<FiberCore>?
+    /// Unretained: the thread's parker lives as long as the thread, which waits while a waker may use it.
+    let thread: Unmanaged<ThreadParker>?
     unowned(unsafe) let task: AsyncParking?
 
     /// A parking for the calling fiber, or for the calling thread when it runs no fiber.
@@ -35,7 +36,7 @@ package struct Parking: ~Copyable {
             thread = nil
         } else {
             fiber = nil
-            thread = ThreadParker.current
+            thread = Unmanaged.passUnretained(ThreadParker.current)
         }
         task = nil
     }
@@ -60,14 +61,27 @@ package struct Parking: ~Copyable {
     @usableFromInline
     package static func checkCancellation() throws(CancellationError) {
         guard let fiber = runningFiber else { return }
-        let cancelled = fiber._withUnsafeGuaranteedRef { fiber -> Bool in
+        if deliverCancellation(fiber) { throw CancellationError() }
+    }
+
+    /// For a parking's own fiber, at a suspension point: whether a cancellation is pending (then
+    /// it counts as delivered, and the caller throws `CancellationError`). False for threads and
+    /// tasks. Cheaper than a throwing check on the path that does not throw.
+    @inlinable
+    package func takeCancellation() -> Bool {
+        guard let fiber else { return false }
+        return Parking.deliverCancellation(fiber)
+    }
+
+    @usableFromInline
+    static func deliverCancellation(_ fiber: Unmanaged<FiberCore>) -> Bool {
+        fiber._withUnsafeGuaranteedRef { fiber -> Bool in
             if fiber.cancelPending {
                 fiber.markDelivered()
                 return true
             }
             return false
         }
-        if cancelled { throw CancellationError() }
     }
 
     /// Tries to end the wait with `code`; true if this call won.
@@ -90,17 +104,11 @@ package struct Parking: ~Copyable {
         if let fiber = parking.pointee.fiber {
             fiber._withUnsafeGuaranteedRef { FiberCore.wake($0) }
         } else if let thread = parking.pointee.thread {
-            thread.unpark()
+            thread._withUnsafeGuaranteedRef { $0.unpark() }
         } else if let task = parking.pointee.task {
             let retained = task
             retained.unpark()
         }
-    }
-
-    /// The cancel hook's action (under the fiber's hook lock).
-    static func cancelWait(_ raw: UnsafeMutableRawPointer) {
-        let parking = raw.assumingMemoryBound(to: Parking.self)
-        if parking.pointee.claim(Claim.cancelled) { wake(parking) }
     }
 
     /// Parks the caller until its parking is claimed, and returns the claim code.
@@ -116,7 +124,7 @@ package struct Parking: ~Copyable {
         if let fiber = parking.pointee.fiber {
             fiber._withUnsafeGuaranteedRef { parkFiber($0, parking, timeout: timeout, cancellable: cancellable) }
         } else {
-            parking.pointee.thread!.park(parking, timeout: timeout)
+            parking.pointee.thread!._withUnsafeGuaranteedRef { $0.park(parking, timeout: timeout) }
         }
         let outcome = parking.pointee.outcome
         if outcome == Claim.cancelled, let fiber = parking.pointee.fiber { fiber._withUnsafeGuaranteedRef { $0.markDelivered() } }
@@ -126,10 +134,8 @@ package struct Parking: ~Copyable {
     private static func parkFiber(
         _ fiber: FiberCore, _ parking: UnsafeMutablePointer<Parking>, timeout: Duration?, cancellable: Bool
     ) {
-        if cancellable { fiber.setHook(.parking(UnsafeMutableRawPointer(parking))) }
         guard let timeout else {
-            fiber.park()
-            if cancellable { fiber.clearHook() }
+            wait(fiber, parking, cancellable: cancellable)
             return
         }
         let home = Executor.current!
@@ -143,10 +149,24 @@ package struct Parking: ~Copyable {
                     frame.pointee.done = true
                     if parking.pointee.claim(Claim.timedOut) { FiberCore.wake(fiber) }
                 }
-                fiber.park()
-                if cancellable { fiber.clearHook() }
+                wait(fiber, parking, cancellable: cancellable)
                 fiber.settleTimer(timer, frame: frame, home: home)
             }
+        }
+    }
+
+    /// Parks until the parking is claimed and its claimer's wake arrived. A cancellable wait that
+    /// cancellation resumes claims itself as cancelled; if a claimer was first, its wake is on the
+    /// way (exactly one per claim) and is absorbed here, so no stray wake reaches a later park.
+    @inline(__always)
+    private static func wait(_ fiber: FiberCore, _ parking: UnsafeMutablePointer<Parking>, cancellable: Bool) {
+        guard cancellable else {
+            fiber.park()
+            return
+        }
+        if fiber.parkCancellable() && !parking.pointee.claim(Claim.cancelled) {
+            // Claimed by someone else meanwhile: wait for their wake, no longer cancellable.
+            fiber.park()
         }
     }
 
