@@ -180,11 +180,7 @@ func blockingWait(
         var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
         return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
             if case .done = enqueue(node) { return false }
-            let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
-            if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
-            dequeue(node)
-            if outcome == Parking.Claim.cancelled { throw CancellationError() }
-            throw SyncError.timedOut(operation: "\(operation)")
+            return try parkQueued(operation, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
         }
     }
 }
@@ -214,13 +210,23 @@ func blockingWaitHoldingLock(
         return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
             append(node)
             unlock()
-            let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
-            if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
-            dequeue(node)
-            if outcome == Parking.Claim.cancelled { throw CancellationError() }
-            throw SyncError.timedOut(operation: "\(operation)")
+            return try parkQueued(operation, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
         }
     }
+}
+
+/// The end of every blocking wait: parks the queued node's owner until it is claimed; a lost wait
+/// (cancelled, timed out) unlinks the node and throws. Returns whether the primitive was closed.
+@inlinable
+func parkQueued(
+    _ operation: StaticString, _ node: UnsafeMutablePointer<WaitNode>, timeout: Duration?, cancellable: Bool,
+    dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
+) throws -> Bool {
+    let outcome = Parking.park(node.pointee.parking, timeout: timeout, cancellable: cancellable)
+    if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
+    dequeue(node)
+    if outcome == Parking.Claim.cancelled { throw CancellationError() }
+    throw SyncError.timedOut(operation: "\(operation)")
 }
 
 /// A waiter node and a hand-over slot for an async wait, in one allocation: an async function
