@@ -51,18 +51,25 @@ public enum Fiber {
     public static func yield() throws {
         guard let executor = Executor.currentUnmanaged else { throw FiberError.notInFiber(operation: "yield") }
         // No reference counting on this path: the executor and the running fiber outlive the call.
-        let (me, target, cancelled) = executor._withUnsafeGuaranteedRef { e -> (ExecutionContext?, ExecutionContext, Bool) in
-            guard let running = e.running else { return (nil, e.resumer, false) }
+        let (me, target) = executor._withUnsafeGuaranteedRef { e -> (ExecutionContext?, ExecutionContext) in
+            guard let running = e.running else { return (nil, e.resumer) }
             return running._withUnsafeGuaranteedRef { fiber in
-                if fiber.cancelPending { return (nil, e.resumer, true) }
-                return (fiber.context!, e.switchTarget(after: fiber, action: .yield), false)
+                if fiber.cancelPending { return (nil, e.resumer) }
+                return (fiber.context!, e.switchTarget(after: fiber, action: .yield))
             }
         }
-        if cancelled { try Executor.currentFiber?.checkCancellation() }
-        guard let me else { throw FiberError.notInFiber(operation: "yield") }
+        guard let me else { return try yieldRefused() }
         me.switch(to: target)
         // Read the executor afresh: the fiber may have been resumed by another one.
         Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.completeSwitch() }
+    }
+
+    /// The errors of ``yield()``, out of its way (a typed throw in the hot path costs a metadata
+    /// lookup per call): the pending cancellation, or no fiber.
+    @inline(never)
+    private static func yieldRefused() throws {
+        if let fiber = Executor.currentFiber, fiber.cancelPending { try fiber.deliverCancellation() }
+        throw FiberError.notInFiber(operation: "yield")
     }
 
     /// Parks the fiber for `duration` (a loop timer).
@@ -97,7 +104,7 @@ public enum Fiber {
 
     @inline(__always)
     private static func perform(_ operation: inout LoopOperation, on executor: Executor, by fiber: FiberCore) throws -> Int {
-        try fiber.checkCancellation()
+        try fiber.throwIfCancelled()
         let done = try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) -> Bool in
             // A socket call that can complete now (epoll: data already there, room to write) does,
             // without a park; after a budget of those in a row the fiber yields, so a busy fiber
@@ -126,10 +133,7 @@ public enum Fiber {
         }
         if done { return try operation.get() }
         let result = operation.result
-        if result == -ECANCELED && fiber.cancelPending {
-            fiber.markDelivered()
-            throw CancellationError()
-        }
+        if result == -ECANCELED && fiber.cancelPending { try fiber.deliverCancellation() }
         return try operation.get()
     }
 

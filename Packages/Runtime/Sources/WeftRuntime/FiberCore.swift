@@ -155,6 +155,23 @@ final class FiberCore: @unchecked Sendable {
         }
     }
 
+    /// ``checkCancellation()`` for hot paths. `CancellationError` is a resilient type, so every
+    /// function with a typed `throws(CancellationError)` call site looks up its metadata and sizes a
+    /// stack slot on each call; an untyped throw from an out-of-line function costs nothing until
+    /// it throws.
+    @inline(__always)
+    func throwIfCancelled() throws {
+        if cancelPending { try deliverCancellation() }
+    }
+
+    /// Marks the pending cancellation as delivered and throws it (out of line: see
+    /// ``throwIfCancelled()``).
+    @inline(never)
+    func deliverCancellation() throws {
+        markDelivered()
+        throw CancellationError()
+    }
+
     /// Marks the pending cancellation as delivered (an operation failed with it).
     func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
 

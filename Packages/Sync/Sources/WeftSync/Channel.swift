@@ -128,45 +128,54 @@ public final class Channel<Element: Sendable>: Sendable {
     @inlinable
     public func send(_ value: Element, timeout: Duration?) throws {
         // The fast path, one lock round: buffer space and no parked receiver (the steady state of
-        // a busy buffered channel), or a parked receiver to hand the value to. Otherwise the lock
-        // stays held into the wait, which publishes this sender without locking again.
-        state.lock()
-        let locked = state.locked
-        if locked.pointee.closed {
-            state.unlock()
-            throw SyncError.closed(operation: "Channel.send")
-        }
-        if locked.pointee.receivers.head == nil {
-            if locked.pointee.count < locked.pointee.capacity {
-                locked.pointee.push(value)
-                state.unlock()
-                return
+        // a busy buffered channel), or a parked receiver to hand the value to.
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        var closed = false
+        let sent = state.withLock { state -> Bool in
+            if state.closed {
+                closed = true
+                return false
             }
-        } else {
-            var wake: UnsafeMutablePointer<Parking>? = nil
-            if locked.pointee.give(value, &wake) {
-                state.unlock()
-                if let wake { Parking.wake(wake) }
-                return
+            if state.receivers.head == nil {
+                if state.count == state.capacity { return false }
+                state.push(value)
+                return true
             }
+            return state.give(value, &wake)
         }
+        if sent {
+            if let wake { Parking.wake(wake) }
+            return
+        }
+        if closed { throw SyncError.closed(operation: "Channel.send") }
         try sendSlowly(value, timeout: timeout)
     }
 
-    /// The rest of ``send(_:timeout:)``, entered with the lock held: a wait for space or a
-    /// receiver (the fast path just found neither).
+    /// The rest of ``send(_:timeout:)``: a wait for space or a receiver (the fast path just
+    /// found neither).
     @inlinable
     @inline(never)
     func sendSlowly(_ value: Element, timeout: Duration?) throws {
         var value = value
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        var closedNow = false
         let closed = try withUnsafeMutablePointer(to: &value) { pointer throws -> Bool in
-            try blockingWaitHoldingLock(
-                "Channel.send", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
-                append: { node in state.locked.pointee.senders.append(node) },
-                unlock: { state.unlock() },
+            try blockingWait(
+                "Channel.send", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
+                enqueue: { node in
+                    state.withLock { state in
+                        if state.closed {
+                            closedNow = true
+                            return .done
+                        }
+                        if state.give(pointer.pointee, &wake) { return .done }
+                        return state.senders.wait(node)
+                    }
+                },
                 dequeue: { node in state.withLock { $0.senders.remove(node) } })
         }
-        if closed { throw SyncError.closed(operation: "Channel.send") }
+        if let wake { Parking.wake(wake) }
+        if closed || closedNow { throw SyncError.closed(operation: "Channel.send") }
     }
 
     /// Sends a value if a receiver waits or the buffer has space.
@@ -201,41 +210,45 @@ public final class Channel<Element: Sendable>: Sendable {
     @inlinable
     public func receive(timeout: Duration?) throws -> Element {
         // The fast path, one lock round: a buffered value and no parked sender to move in, so
-        // nobody is woken; otherwise `take` serves parked senders too. With nothing to take, the
-        // lock stays held into the wait, which publishes this receiver without locking again.
-        state.lock()
-        let locked = state.locked
-        if locked.pointee.count > 0 && locked.pointee.senders.head == nil {
-            let value = locked.pointee.pop()
-            state.unlock()
-            return value
-        }
+        // nobody is woken; otherwise `take` serves parked senders too.
         var wake: UnsafeMutablePointer<Parking>? = nil
-        if let value = locked.pointee.take(&wake) {
-            state.unlock()
+        var closed = false
+        let value = state.withLock { state -> Element? in
+            if state.count > 0 && state.senders.head == nil { return state.pop() }
+            if let value = state.take(&wake) { return value }
+            closed = state.closed
+            return nil
+        }
+        if let value {
             if let wake { Parking.wake(wake) }
             return value
         }
-        if locked.pointee.closed {
-            state.unlock()
-            throw SyncError.closed(operation: "Channel.receive")
-        }
+        if closed { throw SyncError.closed(operation: "Channel.receive") }
         return try receiveSlowly(timeout: timeout)
     }
 
-    /// The rest of ``receive(timeout:)``, entered with the lock held: a wait for a value (the
-    /// fast path just found none).
+    /// The rest of ``receive(timeout:)``: a wait for a value (the fast path just found none).
     @inlinable
     @inline(never)
     func receiveSlowly(timeout: Duration?) throws -> Element {
         var received: Element? = nil
+        var wake: UnsafeMutablePointer<Parking>? = nil
         _ = try withUnsafeMutablePointer(to: &received) { pointer throws -> Bool in
-            try blockingWaitHoldingLock(
-                "Channel.receive", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
-                append: { node in state.locked.pointee.receivers.append(node) },
-                unlock: { state.unlock() },
+            try blockingWait(
+                "Channel.receive", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
+                enqueue: { node in
+                    state.withLock { state in
+                        if let value = state.take(&wake) {
+                            pointer.pointee = value
+                            return .done
+                        }
+                        if state.closed { return .done }
+                        return state.receivers.wait(node)
+                    }
+                },
                 dequeue: { node in state.withLock { $0.receivers.remove(node) } })
         }
+        if let wake { Parking.wake(wake) }
         if let received { return received }
         throw SyncError.closed(operation: "Channel.receive")
     }

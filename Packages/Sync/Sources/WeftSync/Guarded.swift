@@ -28,24 +28,10 @@ struct Guarded<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     /// Runs `body` with exclusive access to the value.
     @inlinable
     func withLock<R: ~Copyable, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
-        lock()
-        defer { unlock() }
+        if !flag.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { lockSlowly() }
+        defer { flag.store(false, ordering: .releasing) }
         return try body(&storage.pointee)
     }
-
-    /// Takes the lock, for a caller that hands the locked value on to a slow path (which unlocks).
-    @inlinable
-    func lock() {
-        if !flag.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { lockSlowly() }
-    }
-
-    /// Releases the lock taken by ``lock()``.
-    @inlinable
-    func unlock() { flag.store(false, ordering: .releasing) }
-
-    /// The value, for a caller holding the lock.
-    @inlinable
-    var locked: UnsafeMutablePointer<Value> { storage }
 
     @usableFromInline
     @inline(never)

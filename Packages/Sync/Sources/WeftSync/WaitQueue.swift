@@ -157,6 +157,7 @@ enum Enqueued: Sendable {
 ///   - operation: Named in ``SyncError/timedOut(operation:)``.
 ///   - timeout: `nil` waits without limit.
 ///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
+///   - triedAlready: The caller's own fast path just tried to complete: skip the first pass.
 ///   - tag: Stored in the node for the primitive.
 ///   - slot: Stored in the node for hand-over.
 ///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
@@ -167,66 +168,26 @@ enum Enqueued: Sendable {
 /// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
 @inlinable
 func blockingWait(
-    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, triedAlready: Bool = false, tag: UInt = 0,
     slot: UnsafeMutableRawPointer? = nil,
     enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
     dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
 ) throws -> Bool {
     // First pass without a node: most calls complete here, with no parking set up.
-    if case .done = enqueue(nil) { return false }
+    if !triedAlready, case .done = enqueue(nil) { return false }
     var parking = Parking()
     if cancellable && parking.takeCancellation() { throw CancellationError() }
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
         var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
         return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
             if case .done = enqueue(node) { return false }
-            return try parkQueued(operation, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
+            let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
+            if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
+            dequeue(node)
+            if outcome == Parking.Claim.cancelled { throw CancellationError() }
+            throw SyncError.timedOut(operation: "\(operation)")
         }
     }
-}
-
-/// ``blockingWait`` for a caller that holds the primitive's lock and has just found that it must
-/// wait: checks cancellation, publishes a node with `append`, releases the lock with `unlock`,
-/// and parks. Saves the second lock round of a wait that follows a failed fast path.
-///
-/// - Parameters:
-///   - append: Under the held lock: queue the node.
-///   - unlock: Releases the lock (also when the call throws before parking).
-///   - dequeue: Takes the lock and forgets a node whose wait was lost.
-/// - Returns: Whether the primitive was closed rather than served.
-@inlinable
-func blockingWaitHoldingLock(
-    _ operation: StaticString, timeout: Duration?, cancellable: Bool, slot: UnsafeMutableRawPointer?,
-    append: (UnsafeMutablePointer<WaitNode>) -> Void, unlock: () -> Void,
-    dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
-) throws -> Bool {
-    var parking = Parking()
-    if cancellable && parking.takeCancellation() {
-        unlock()
-        throw CancellationError()
-    }
-    return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
-        var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot)
-        return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
-            append(node)
-            unlock()
-            return try parkQueued(operation, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
-        }
-    }
-}
-
-/// The end of every blocking wait: parks the queued node's owner until it is claimed; a lost wait
-/// (cancelled, timed out) unlinks the node and throws. Returns whether the primitive was closed.
-@inlinable
-func parkQueued(
-    _ operation: StaticString, _ node: UnsafeMutablePointer<WaitNode>, timeout: Duration?, cancellable: Bool,
-    dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
-) throws -> Bool {
-    let outcome = Parking.park(node.pointee.parking, timeout: timeout, cancellable: cancellable)
-    if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
-    dequeue(node)
-    if outcome == Parking.Claim.cancelled { throw CancellationError() }
-    throw SyncError.timedOut(operation: "\(operation)")
 }
 
 /// A waiter node and a hand-over slot for an async wait, in one allocation: an async function
