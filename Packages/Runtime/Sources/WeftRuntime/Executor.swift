@@ -469,21 +469,17 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         switch action {
         case .yield, .none:
             pushLocal(fiber)
-        case .park:
+        case .park, .parkCancellable:
+            let cancellable = action == .parkCancellable
             let (parked, _) = fiber.runState.compareExchange(
-                expected: FiberCore.Run.running, desired: FiberCore.Run.parked, ordering: .acquiringAndReleasing)
+                expected: FiberCore.Run.running,
+                desired: cancellable ? FiberCore.Run.parkedCancellable : FiberCore.Run.parked,
+                ordering: .sequentiallyConsistent)
             if !parked {
                 // Woken before the switch finished: run it again.
                 fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
                 pushLocal(fiber)
-            }
-        case .parkCancellable:
-            let (parked, _) = fiber.runState.compareExchange(
-                expected: FiberCore.Run.running, desired: FiberCore.Run.parkedCancellable, ordering: .sequentiallyConsistent)
-            if !parked {
-                fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
-                pushLocal(fiber)
-            } else if fiber.cancelPending {
+            } else if cancellable && fiber.cancelPending {
                 // Cancelled before it parked: `cancel` may have looked before the state changed.
                 fiber.resumeCancelled()
             }

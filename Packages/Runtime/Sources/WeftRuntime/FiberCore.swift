@@ -28,8 +28,8 @@ final class FiberCore: @unchecked Sendable {
         static let parked = 1
         /// Woken before its park completed: the scheduler requeues it instead of parking it.
         static let notified = 2
-        /// Switched out in a cancellable WeftSync wait (``parkCancellable()``): a wake or a
-        /// cancellation, whichever moves it first, makes it runnable.
+        /// Switched out in a cancellable wait (``parkCancellable()``: a WeftSync primitive, a join,
+        /// a group, a task): a wake or a cancellation, whichever moves it first, makes it runnable.
         static let parkedCancellable = 3
     }
 
@@ -194,8 +194,8 @@ final class FiberCore: @unchecked Sendable {
         if completion.load(ordering: .acquiring) == Completion.finished { return }
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
-        // A fiber in a cancellable WeftSync wait: make it runnable; it claims its own wait as
-        // cancelled when it resumes. Pairs with the check in `Executor.finishSwitch` (both sides
+        // A fiber in a cancellable wait: make it runnable; it ends or passes on the cancellation
+        // itself when it resumes. Pairs with the check in `Executor.finishSwitch` (both sides
         // write, then read the other's word, sequentially consistent: one of them sees the other).
         if runState.load(ordering: .sequentiallyConsistent) == Run.parkedCancellable { resumeCancelled() }
     }
@@ -247,7 +247,7 @@ final class FiberCore: @unchecked Sendable {
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
     func park() { switchOut(.park) }
 
-    /// ``park()`` for a WeftSync wait that cancellation may end: returns after a ``wake(_:)`` or
+    /// ``park()`` for a wait that cancellation may end: returns after a ``wake(_:)`` or
     /// once the fiber is cancelled (outside a shield), whichever comes first, and says whether
     /// the cancellation ended it (then the wake that the wait's owner may still send must be
     /// absorbed: see `Parking.park`). Costs no more than a plain park: nothing is installed for
