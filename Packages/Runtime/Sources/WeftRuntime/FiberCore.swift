@@ -149,10 +149,16 @@ final class FiberCore: @unchecked Sendable {
 
     /// Throws the pending cancellation once (called by the fiber itself at suspension points).
     func checkCancellation() throws(CancellationError) {
-        if cancelPending {
-            cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed)
-            throw CancellationError()
-        }
+        if takeCancellation() { throw CancellationError() }
+    }
+
+    /// Whether a cancellation is pending; if so it counts as delivered from now on (the caller
+    /// throws `CancellationError`).
+    @inline(__always)
+    func takeCancellation() -> Bool {
+        if !cancelPending { return false }
+        markDelivered()
+        return true
     }
 
     /// ``checkCancellation()`` for hot paths. `CancellationError` is a resilient type, so every

@@ -7,9 +7,10 @@ import WeftLoop
 ///
 /// A `Parking` lives on the waiter's stack (or, for a task, in a small heap box). Whoever moves
 /// `state` from ``Claim/waiting`` to anything else owns the outcome and must call ``wake(_:)``
-/// exactly once afterwards; everyone else leaves the waiter alone. The candidates are the primitive
-/// handing off (a claim code ≥ ``Claim/firstSignal``), a cancellation (``Claim/cancelled``, from
-/// the fiber itself when cancellation resumes it, or a task's cancellation handler) and a timer (``Claim/timedOut``).
+/// exactly once afterwards (unless it is the waiter itself); everyone else leaves the waiter alone.
+/// The candidates are the primitive handing off (a claim code ≥ ``Claim/firstSignal``), a
+/// cancellation (``Claim/cancelled``: a fiber claims it itself when cancellation resumes it; for a
+/// task, its cancellation handler) and a timer (``Claim/timedOut``).
 @usableFromInline
 package struct Parking: ~Copyable {
     /// Claim codes.
@@ -75,13 +76,7 @@ package struct Parking: ~Copyable {
 
     @usableFromInline
     static func deliverCancellation(_ fiber: Unmanaged<FiberCore>) -> Bool {
-        fiber._withUnsafeGuaranteedRef { fiber -> Bool in
-            if fiber.cancelPending {
-                fiber.markDelivered()
-                return true
-            }
-            return false
-        }
+        fiber._withUnsafeGuaranteedRef { $0.takeCancellation() }
     }
 
     /// Tries to end the wait with `code`; true if this call won.
