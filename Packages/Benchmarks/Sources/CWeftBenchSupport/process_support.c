@@ -1,9 +1,10 @@
 // Signal-driven allocation report (for server child processes whose event loop the driver cannot
-// call into) and CPU pinning (CPU_SET is a macro, which Swift cannot import).
+// call into), CPU pinning (CPU_SET is a macro, which Swift cannot import) and direct-I/O opens.
 #define _GNU_SOURCE
 #include "CWeftBenchSupport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -62,3 +63,5 @@ int weft_bench_unpin(pid_t pid) {
     for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; cpu++) CPU_SET((int)cpu, &set);
     return sched_setaffinity(pid, sizeof set, &set);
 }
+
+int weft_bench_open_direct(const char *path) { return open(path, O_RDONLY | O_CLOEXEC | O_DIRECT); }

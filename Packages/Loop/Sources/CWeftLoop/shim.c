@@ -251,6 +251,15 @@ int weft_files_update(struct io_uring *ring, unsigned slot, int fd) {
 }
 int weft_descriptor_valid(int fd) { return fcntl(fd, F_GETFD) < 0 ? -errno : 0; }
 
+void weft_sqe_fixed_buffer(struct io_uring_sqe *sqe, unsigned index) {
+    sqe->opcode = sqe->opcode == IORING_OP_READ ? IORING_OP_READ_FIXED : IORING_OP_WRITE_FIXED;
+    sqe->buf_index = (__u16)index;
+}
+int weft_buffers_register(struct io_uring *ring, const struct iovec *buffers, unsigned count) {
+    return io_uring_register_buffers(ring, buffers, count);
+}
+int weft_buffers_unregister(struct io_uring *ring) { return io_uring_unregister_buffers(ring); }
+
 int weft_uring_probe_features(void) {
     struct io_uring ring;
     if (io_uring_queue_init(2, &ring, 0) < 0) return 0;

@@ -70,6 +70,14 @@ package protocol LoopBackend: AnyObject {
 
     /// Puts a descriptor in a slot of the table (-1 empties it). Returns 0 or -errno.
     func updateFile(slot: Int, descriptor: Int32) -> Int32
+
+    /// Registers the loop's table of buffers, `count` `struct iovec`s at `vectors`, with the kernel
+    /// (io_uring pins their pages once, so the operations on them skip that per call). Returns 0 or
+    /// -errno.
+    func registerBuffers(_ vectors: UnsafeRawPointer, count: Int) -> Int32
+
+    /// Drops the kernel's table of buffers. Returns 0 or -errno.
+    func unregisterBuffers() -> Int32
 }
 
 extension LoopBackend {
@@ -90,4 +98,10 @@ extension LoopBackend {
 
     /// By default the table is the loop's alone.
     func updateFile(slot: Int, descriptor: Int32) -> Int32 { 0 }
+
+    /// By default operations use the buffer's address as given; the table is the loop's alone.
+    func registerBuffers(_ vectors: UnsafeRawPointer, count: Int) -> Int32 { 0 }
+
+    /// By default the table is the loop's alone.
+    func unregisterBuffers() -> Int32 { 0 }
 }

@@ -59,6 +59,30 @@ extension LoopOperation {
         return op
     }
 
+    /// This read or write on a buffer of the loop's registered-buffer table
+    /// (``Loop/registerBuffers(_:)``): `.read(fd, into: p, count: n).onRegisteredBuffer(2)` reads
+    /// into `p`, which must lie with its `n` bytes inside registered buffer 2. On io_uring the
+    /// operation becomes `READ_FIXED` or `WRITE_FIXED`, and the kernel skips pinning and unpinning
+    /// the buffer's pages for each call (they were pinned once, at registration); on epoll it is a
+    /// plain read or write of the same bytes, so code runs unchanged on both.
+    ///
+    /// Valid for ``read(_:into:count:at:)`` and ``write(_:from:count:at:)`` on any descriptor; any
+    /// other kind completes with `EINVAL`. An index outside the table (or a loop with no table), or
+    /// bytes reaching outside the buffer, complete it with `EFAULT`, as the kernel would.
+    /// - Parameter index: The buffer's index in the table.
+    /// - Returns: The operation, marked.
+    public func onRegisteredBuffer(_ index: Int) -> LoopOperation {
+        var op = self
+        op.registeredBuffer = Int32(clamping: max(-1, index))
+        op.extras |= OperationExtras.registeredBuffer
+        return op
+    }
+
+    /// The index of the registered buffer the operation uses (``onRegisteredBuffer(_:)``), or `nil`.
+    public var registeredBufferIndex: Int? {
+        extras & OperationExtras.registeredBuffer != 0 ? Int(registeredBuffer) : nil
+    }
+
     /// Reads into several buffers (`readv(2)` / `preadv(2)`).
     /// - Parameters:
     ///   - descriptor: Any readable descriptor.

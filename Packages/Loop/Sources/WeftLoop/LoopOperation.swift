@@ -47,6 +47,9 @@ public struct LoopOperation {
     /// until every request naming its address has come back.
     package var kernelCancels: UInt8 = 0
     package var heldCompletion = false
+    /// Set while the operation counts as a user of the registered-buffer table (from a submission
+    /// that passed the checks until its completion).
+    package var holdsBufferTable = false
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
@@ -57,6 +60,8 @@ public struct LoopOperation {
     package var bufferID: Int32 = -1
     /// The registered-file slot the operation names instead of a descriptor, or -1.
     package var fixedSlot: Int32 = -1
+    /// The registered buffer a read or write uses (``onRegisteredBuffer(_:)``), or -1.
+    package var registeredBuffer: Int32 = -1
     /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
     package var timeout: UInt64 = 0
     package var buffer: UnsafeMutableRawPointer? = nil
@@ -165,6 +170,8 @@ package enum OperationExtras {
     static let deadline: UInt8 = 4
     /// A registered-file slot instead of a descriptor.
     static let registeredFile: UInt8 = 8
+    /// A read or write on a buffer of the loop's registered-buffer table.
+    static let registeredBuffer: UInt8 = 16
 }
 
 /// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.

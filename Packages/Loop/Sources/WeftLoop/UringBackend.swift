@@ -171,11 +171,14 @@ final class UringBackend: LoopBackend {
         return io_uring_get_sqe(ring)
     }
 
-    /// Marks an entry just prepared for a registered file, and links the operation's deadline
-    /// (``entry(for:)`` left room for it).
+    /// Marks an entry just prepared for a registered file or buffer, and links the operation's
+    /// deadline (``entry(for:)`` left room for it).
     @inline(never)
     private func prepareExtras(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         if op.pointee.extras & OperationExtras.registeredFile != 0 { weft_sqe_fixed_file(sqe) }
+        if op.pointee.extras & OperationExtras.registeredBuffer != 0 {
+            weft_sqe_fixed_buffer(sqe, UInt32(op.pointee.registeredBuffer))
+        }
         guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
         weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op), Self.deadlineTag)
     }
@@ -305,6 +308,12 @@ final class UringBackend: LoopBackend {
         let r = weft_files_update(ring, UInt32(slot), descriptor)
         return r < 0 ? r : 0
     }
+
+    func registerBuffers(_ vectors: UnsafeRawPointer, count: Int) -> Int32 {
+        weft_buffers_register(ring, vectors.assumingMemoryBound(to: iovec.self), UInt32(count))
+    }
+
+    func unregisterBuffers() -> Int32 { weft_buffers_unregister(ring) }
 
     private func prepareCancel(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         cancelsPrepared += 1

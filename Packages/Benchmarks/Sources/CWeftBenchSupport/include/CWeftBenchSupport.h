@@ -21,6 +21,10 @@ int weft_bench_report_allocations_on(int signo);
 /// Returns 0, or -1 with errno set.
 int weft_bench_pin(pid_t pid, int cpu);
 
+/// Opens `path` read-only for direct I/O (`O_DIRECT`, which Swift's Glibc does not export).
+/// Returns the descriptor, or -1 with errno set (a file system may refuse direct I/O).
+int weft_bench_open_direct(const char *path);
+
 /// Lets the thread or process `pid` (0: the caller) run on every online CPU again.
 /// Returns 0, or -1 with errno set.
 int weft_bench_unpin(pid_t pid);

@@ -96,6 +96,12 @@ int weft_files_register_sparse(struct io_uring *ring, unsigned count);
 int weft_files_update(struct io_uring *ring, unsigned slot, int fd);
 int weft_descriptor_valid(int fd);
 
+// Registered buffers: a READ or WRITE just prepared in `sqe` becomes READ_FIXED or WRITE_FIXED on
+// buffer `index` of the ring's table (its address range must lie inside that buffer).
+void weft_sqe_fixed_buffer(struct io_uring_sqe *sqe, unsigned index);
+int weft_buffers_register(struct io_uring *ring, const struct iovec *buffers, unsigned count);
+int weft_buffers_unregister(struct io_uring *ring);
+
 // Probes what the running kernel's io_uring offers, on a scratch ring: bit 0, provided buffer rings
 // and multishot receive (buffer-ring registration works and the kernel is 6.0 or later); bit 1,
 // sparse registered-file tables. Returns the bits, or 0 when no ring can be set up.
