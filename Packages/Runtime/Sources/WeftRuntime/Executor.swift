@@ -433,10 +433,13 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// direct switch, without a trip through the scheduler), or the scheduler when the queue is
     /// empty and after ``directSwitchLimit`` direct switches, so the loop is polled.
     /// The context that resumes runs ``completeSwitch()`` (``FiberCore/switchOut(_:)`` arranges it).
+    ///
+    /// A fiber that yields to the next fiber of an executor whose queue no other thread touches
+    /// goes back in the queue at once, with nothing left for ``completeSwitch()``: nothing can
+    /// resume it before the switch has saved its registers, since the fiber it switches to runs
+    /// only after that.
     @inline(__always)
     func switchTarget(after fiber: FiberCore, action: Action) -> ExecutionContext {
-        self.action = action
-        previous = Unmanaged.passUnretained(fiber)
         if dispatches &- dispatchesAtPoll < Executor.directSwitchLimit {
             while let next = pop() {
                 let ready = next._withUnsafeGuaranteedRef { n -> ExecutionContext? in
@@ -444,9 +447,19 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                     begin(n)
                     return n.context!
                 }
-                if let ready { return ready }
+                if let ready {
+                    if action == .yield && !shared {
+                        append(fiber)
+                    } else {
+                        self.action = action
+                        previous = Unmanaged.passUnretained(fiber)
+                    }
+                    return ready
+                }
             }
         }
+        self.action = action
+        previous = Unmanaged.passUnretained(fiber)
         running = nil
         return resumer
     }
