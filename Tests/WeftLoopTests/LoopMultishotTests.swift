@@ -253,6 +253,184 @@ final class LoopMultishotTests: LoopTestCase {
         try ring.close()
     }
 
+    // MARK: - Every buffer held while the peer's last bytes and its close arrive
+
+    /// A loopback TCP connection: the loop's end (accepted) and the peer's (a blocking client).
+    private func tcpConnection() -> (local: Int32, peer: Int32) {
+        let (server, port) = listener()
+        let peer = connectClient(port)
+        let local = owned(Glibc.accept(server, nil, nil))
+        XCTAssertGreaterThanOrEqual(local, 0)
+        return (local, peer)
+    }
+
+    private func writeAll(_ text: String, to fd: Int32, file: StaticString = #filePath, line: UInt = #line) {
+        let bytes = Array(text.utf8)
+        XCTAssertEqual(Glibc.write(fd, bytes, bytes.count), bytes.count, file: file, line: line)
+    }
+
+    /// Closes the peer's end: its FIN follows the bytes it wrote.
+    private func closePeer(_ peer: Int32) {
+        disown(peer)
+        XCTAssertEqual(Glibc.close(peer), 0)
+    }
+
+    /// The second half of the tests below: the receive has just ended with ENOBUFS while the caller
+    /// holds every buffer. Gives them all back, submits the receive again (now giving each buffer back
+    /// as soon as it is read) and checks that the stream goes on to `expected` in order, then ends
+    /// exactly once with `end` (end of stream, or an error), and that nothing follows or stays held.
+    private func resumeAfterNoBuffers(
+        _ op: UnsafeMutablePointer<LoopOperation>, recorder: MultishotRecorder, ring: LoopBufferRing,
+        expected: String, end: Int32 = 0, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let finals = recorder.finals
+        XCTAssertEqual(recorder.last, .init(result: -ENOBUFS, more: false, buffer: nil), file: file, line: line)
+        XCTAssertEqual(op.pointee.error, LoopError(.noBufferSpace, operation: "recvMultishot"), file: file, line: line)
+        XCTAssertFalse(op.pointee.isPending, file: file, line: line)
+        XCTAssertEqual(ring.availableCount, 0, "every buffer still held", file: file, line: line)
+
+        for call in recorder.calls { if let index = call.buffer { try ring.release(index) } }
+        XCTAssertEqual(ring.availableCount, ring.count, file: file, line: line)
+        recorder.releaseBuffers = true
+        let before = recorder.calls.count
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        try run(until: { recorder.finals > finals }, file: file, line: line)
+        let resumed = Array(recorder.calls[before...])
+        XCTAssertEqual(
+            String(decoding: recorder.bytes, as: UTF8.self), expected, "every byte, in order", file: file, line: line)
+        XCTAssertEqual(
+            resumed.last, .init(result: end, more: false, buffer: nil), "then the end: \(resumed)", file: file,
+            line: line)
+        XCTAssertTrue(
+            resumed.dropLast().allSatisfy { $0.more && $0.result > 0 && $0.buffer != nil }, "\(resumed)",
+            file: file, line: line)
+        XCTAssertEqual(recorder.calls.filter { $0.result == end }.count, 1, "one end", file: file, line: line)
+        XCTAssertEqual(ring.availableCount, ring.count, "every buffer given back", file: file, line: line)
+        XCTAssertFalse(op.pointee.isPending, file: file, line: line)
+        // Nothing comes after the final callback.
+        try loop.run(.timeout(.milliseconds(20)))
+        XCTAssertEqual(recorder.calls.count, before + resumed.count, file: file, line: line)
+        try ring.close()
+    }
+
+    /// The caller holds both buffers when the peer's last bytes and its close arrive: the receive
+    /// ends with ENOBUFS, and after the buffers come back those bytes arrive, then end of stream.
+    func testMultishotRecvOverTCPKeepsBytesThatArriveWhileEveryBufferIsHeld() throws {
+        let (local, peer) = tcpConnection()
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        writeAll("abcdefgh", to: peer)
+        try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4])
+        XCTAssertTrue(recorder.calls.allSatisfy { $0.more && $0.buffer != nil }, "\(recorder.calls)")
+        XCTAssertEqual(ring.availableCount, 0)
+        XCTAssertTrue(op.pointee.isPending, "nothing to receive: still armed")
+
+        writeAll("ijklmn", to: peer)
+        closePeer(peer)
+        try run { recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ENOBUFS])
+        XCTAssertEqual(String(decoding: recorder.bytes, as: UTF8.self), "abcdefgh")
+        try resumeAfterNoBuffers(op, recorder: recorder, ring: ring, expected: "abcdefghijklmn")
+    }
+
+    /// The peer sends more than the ring holds and closes before any buffer is used: the FIN waits
+    /// behind the bytes the ring had no room for, and is reported only after them.
+    func testMultishotRecvOverTCPKeepsBytesQueuedBeforeThePeersCloseWhenTheRingRunsDry() throws {
+        let (local, peer) = tcpConnection()
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        try loop.run(.noWait)
+        XCTAssertTrue(recorder.calls.isEmpty)
+
+        writeAll("abcdefghijklmn", to: peer)
+        closePeer(peer)
+        try run { recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ENOBUFS])
+        XCTAssertEqual(String(decoding: recorder.bytes, as: UTF8.self), "abcdefgh")
+        try resumeAfterNoBuffers(op, recorder: recorder, ring: ring, expected: "abcdefghijklmn")
+    }
+
+    /// The peer's bytes fill the ring exactly, then it closes: the end of stream also needs a free
+    /// buffer, so the receive ends with ENOBUFS, and end of stream comes after the resubmission.
+    func testMultishotRecvOverTCPEndOfStreamNeedsAFreeBufferToo() throws {
+        let (local, peer) = tcpConnection()
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        writeAll("abcdefgh", to: peer)
+        closePeer(peer)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        try run { recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ENOBUFS])
+        XCTAssertEqual(String(decoding: recorder.bytes, as: UTF8.self), "abcdefgh")
+        try resumeAfterNoBuffers(op, recorder: recorder, ring: ring, expected: "abcdefgh")
+    }
+
+    /// Submitted again while the caller holds every buffer and nothing is to be read, the receive
+    /// does not end at once: it waits, armed, until something arrives, which then ends it with ENOBUFS
+    /// and stays in the socket for the next submission.
+    func testMultishotRecvSubmittedWithEveryBufferHeldWaitsForSomethingToArrive() throws {
+        let (local, peer) = tcpConnection()
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        writeAll("abcdefgh", to: peer)
+        try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
+        loop.cancel(op)
+        try loop.run()
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ECANCELED])
+        XCTAssertEqual(ring.availableCount, 0)
+
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        try loop.run(.noWait)
+        try loop.run(.noWait)
+        XCTAssertEqual(recorder.calls.count, 3, "\(recorder.calls)")
+        XCTAssertTrue(op.pointee.isPending, "nothing to receive: still armed")
+
+        writeAll("ijkl", to: peer)
+        closePeer(peer)
+        try run { recorder.finals > 1 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ECANCELED, -ENOBUFS])
+        try resumeAfterNoBuffers(op, recorder: recorder, ring: ring, expected: "abcdefghijkl")
+    }
+
+    /// The peer resets the connection while the caller holds every buffer: the error is not consumed
+    /// by the ENOBUFS ending, and the resubmitted receive reports it.
+    func testMultishotRecvOverTCPKeepsAResetThatArrivesWhileEveryBufferIsHeld() throws {
+        let (local, peer) = tcpConnection()
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        writeAll("abcdefgh", to: peer)
+        try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4])
+
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        let size = socklen_t(MemoryLayout<Glibc.linger>.size)
+        XCTAssertEqual(setsockopt(peer, SOL_SOCKET, SO_LINGER, &linger, size), 0, "a close that resets")
+        closePeer(peer)
+        try run { recorder.finals > 0 }
+        XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ENOBUFS])
+        try resumeAfterNoBuffers(op, recorder: recorder, ring: ring, expected: "abcdefgh", end: -ECONNRESET)
+    }
+
     func testMultishotRecvCancelWhileIdleAndRingCloseRules() throws {
         let (a, _) = socketPair()
         let ring = try LoopBufferRing(loop: loop, count: 4, size: 64)

@@ -226,13 +226,6 @@ void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned le
     io_uring_buf_ring_add(br, address, length, id, io_uring_buf_ring_mask(count), 0);
     io_uring_buf_ring_advance(br, 1);
 }
-// Whether a socket has something to read: 1 (bytes), 0 (end of stream), -EAGAIN, or -errno.
-long weft_recv_peek(int fd) {
-    char byte;
-    long r;
-    do { r = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : r;
-}
 
 void weft_prep_link_deadline(struct io_uring_sqe *op_sqe, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
                              uint64_t tag) {

@@ -224,10 +224,14 @@ final class EpollBackend: LoopBackend {
         }
         guard let ring = Loop.acceptedRing(of: op) else { return -EBADF }
         guard let index = ring.take() else {
-            // Every buffer is held: that ends the receive only if there is something to receive,
-            // as io_uring's ENOBUFS does.
-            let peek = Int32(clamping: weft_recv_peek(fd))
-            return peek > 0 ? -ENOBUFS : peek
+            // Every buffer is held: as on io_uring, the receive ends with ENOBUFS once anything is
+            // there to receive (bytes, the end of stream or an error; all of it stays in the socket
+            // for the next submission), and waits until then. Polling reads nothing: a pending
+            // error is not consumed, and end of stream is reported only with a buffer to spare.
+            let events = weft_poll1(fd, POLLIN)
+            if events < 0 { return events }
+            if events & POLLNVAL != 0 { return -EBADF }
+            return events != 0 ? -ENOBUFS : -EAGAIN
         }
         let r = Int32(
             clamping: weft_recv(fd, ring.buffer(Int(index)), UInt(ring.size), Int32(bitPattern: op.pointee.flags)))

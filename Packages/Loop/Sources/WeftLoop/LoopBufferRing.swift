@@ -10,8 +10,9 @@ internal import CWeftLoop
 /// the same type is a plain pool the loop takes a buffer from when the socket is readable. Either way
 /// the memory is allocated once, when the ring is created; receiving allocates nothing.
 ///
-/// When every buffer is out, a multishot receive that has data to deliver ends with `ENOBUFS` (its
-/// final callback): release buffers and submit it again. Use the ring from the loop's thread only.
+/// When every buffer is out, a multishot receive that has something to deliver (bytes, end of stream
+/// or an error) ends with `ENOBUFS` (its final callback) and leaves it in the socket: release buffers
+/// and submit it again to receive the rest. Use the ring from the loop's thread only.
 ///
 /// ```swift
 /// let ring = try LoopBufferRing(loop: loop, count: 64, size: 4096)

@@ -31,10 +31,16 @@ extension LoopOperation {
     /// Each callback with a positive ``result`` names the buffer that holds the bytes in
     /// ``bufferIndex``; the caller reads them (``LoopBufferRing/bytes(_:count:)``) and gives the
     /// buffer back with ``LoopBufferRing/release(_:)``. While ``hasMore`` is true the operation stays
-    /// armed. It ends with one final callback: result 0 at end of stream, `-ENOBUFS` when data arrived
-    /// and every buffer of the ring was held (release some and submit again), `-ECANCELED` after
-    /// ``Loop/cancel(_:)``, or another error. When the kernel stops the receive by itself after a
-    /// success, the loop re-arms it transparently.
+    /// armed. It ends with one final callback: result 0 at end of stream, `-ENOBUFS` when something
+    /// arrived (bytes, end of stream or an error) while the caller held every buffer of the ring,
+    /// `-ECANCELED` after ``Loop/cancel(_:)``, or another error. When the kernel stops the receive by
+    /// itself after a success, the loop re-arms it transparently.
+    ///
+    /// `ENOBUFS` loses nothing: what arrived stays in the socket. Release buffers and submit the
+    /// receive again; it delivers the remaining bytes in order, then the end of stream or the error.
+    /// End of stream is never reported before the bytes sent ahead of it, and it too needs a free
+    /// buffer. While every buffer is held and nothing arrives, the receive stays armed, also when it is
+    /// submitted in that state. Both backends behave the same.
     ///
     /// The ring must belong to the same loop and stay open until the final callback (its
     /// ``LoopBufferRing/close()`` refuses with `EBUSY` meanwhile); a ring that is closed or belongs

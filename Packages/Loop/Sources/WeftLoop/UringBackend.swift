@@ -488,6 +488,10 @@ final class UringBackend: LoopBackend {
         if op.pointee.place == Self.awaitingReadiness {
             if result < 0 || op.pointee.cancelRequested {
                 finish(op, result: result < 0 ? result : -ECANCELED, loop: loop)
+            } else if op.pointee.kind == .recvMultishot && Loop.acceptedRing(of: op)?.availableCount == 0 {
+                // Something arrived while the caller holds every buffer
+                // (``deliverMultishot(_:result:flags:loop:)``).
+                finish(op, result: -ENOBUFS, loop: loop)
             } else if let sqe = entry(for: op) {
                 prepare(sqe, op)
             } else {
@@ -548,6 +552,12 @@ final class UringBackend: LoopBackend {
     /// in the kernel. Without it the kernel is done with it: a success after which nobody asked to
     /// stop is delivered as one more result and the operation re-armed (the kernel may drop a
     /// multishot request by itself); anything else is the final callback.
+    ///
+    /// A receive the kernel ends with ENOBUFS found the ring empty when it looked: perhaps before the
+    /// caller read the completions that took the buffers (and gave them back), or at submission with
+    /// nothing to read yet. It ends only as on epoll, when something is there to receive while the
+    /// caller holds every buffer: it waits for readiness, then ``deliver(_:loop:)`` ends it if every
+    /// buffer is still held and submits it again otherwise. The socket keeps its bytes either way.
     @inline(never)
     private func deliverMultishot(
         _ op: UnsafeMutablePointer<LoopOperation>, result: Int32, flags: UInt32, loop: Loop
@@ -565,6 +575,10 @@ final class UringBackend: LoopBackend {
             return
         }
         if result == -EAGAIN && !op.pointee.cancelRequested && !closing {
+            awaitReadiness(op)
+            return
+        }
+        if result == -ENOBUFS && op.pointee.kind == .recvMultishot && !op.pointee.cancelRequested && !closing {
             awaitReadiness(op)
             return
         }

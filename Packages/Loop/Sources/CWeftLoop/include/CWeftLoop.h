@@ -82,7 +82,6 @@ int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count,
 int weft_buf_ring_unregister(struct io_uring *ring, unsigned short group);
 void weft_buf_ring_init(void *entries);
 void weft_buf_ring_add(void *entries, unsigned count, void *address, unsigned length, unsigned short id);
-long weft_recv_peek(int fd);
 
 // A deadline for the operation just prepared in `op_sqe`: links it (IOSQE_IO_LINK) to a
 // LINK_TIMEOUT in `sqe` at the absolute CLOCK_MONOTONIC time `ts`, whose own completion carries
