@@ -32,14 +32,7 @@ final class LoopRegisteredBufferTests: LoopTestCase {
     /// A connected TCP pair on loopback: (the accepted side, the connecting side).
     private func tcpPair() -> (Int32, Int32) {
         let (listening, port) = listener()
-        let client = owned(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-        var address = Self.loopback(port: port)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        XCTAssertEqual(connected, 0)
+        let client = connected(to: port)
         return (owned(accept(listening, nil, nil)), client)
     }
 

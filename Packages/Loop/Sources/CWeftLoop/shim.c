@@ -243,6 +243,10 @@ int weft_files_update(struct io_uring *ring, unsigned slot, int fd) {
     return io_uring_register_files_update(ring, slot, &fd, 1);
 }
 int weft_descriptor_valid(int fd) { return fcntl(fd, F_GETFD) < 0 ? -errno : 0; }
+void weft_sqe_direct_target(struct io_uring_sqe *sqe, int slot) {
+    sqe->accept_flags = 0;  // a file-table target takes no close-on-exec flag
+    __io_uring_set_target_fixed_file(sqe, slot < 0 ? IORING_FILE_INDEX_ALLOC - 1 : (unsigned)slot);
+}
 
 void weft_sqe_fixed_buffer(struct io_uring_sqe *sqe, unsigned index) {
     sqe->opcode = sqe->opcode == IORING_OP_READ ? IORING_OP_READ_FIXED : IORING_OP_WRITE_FIXED;

@@ -89,8 +89,16 @@ public final class Loop {
     @exclusivity(unchecked) private var closing = false
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
     @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
-    /// Registered files: the descriptor in each slot, -1 for an empty one.
+    /// Registered files: the descriptor in each slot, -1 for an empty one, ``kernelFile`` for a
+    /// connection the kernel accepted into it (``LoopOperation/acceptDirect(_:slot:)`` on io_uring).
     @exclusivity(unchecked) private var registeredFiles: [Int32] = []
+    /// Per slot: the pending operations that name it (it cannot change under them), and whether
+    /// the loop owns the descriptor in it (a direct accept's, on a backend without a kernel table).
+    @exclusivity(unchecked) private var slotUsers: [Int32] = []
+    @exclusivity(unchecked) private var ownedSlots: [Bool] = []
+    /// Where the search for a free slot starts (after the last slot a direct accept took).
+    @exclusivity(unchecked) private var freeSlotHint = 0
+    private static let kernelFile: Int32 = -2
     /// Registered buffers, by index; and how many submitted operations use them.
     @exclusivity(unchecked) private var registeredBuffers: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var registeredBufferUsers = 0
@@ -270,6 +278,14 @@ public final class Loop {
                 return false
             }
         }
+        if extras & OperationExtras.directAccept != 0 {
+            let slot = Int(operation.pointee.tableIndex)
+            let r = registeredFiles.isEmpty ? -EBADF : slot < -1 || slot >= registeredFiles.count ? -EINVAL : 0
+            if r < 0 {
+                completeLater(operation, result: r)
+                return false
+            }
+        }
         if extras & OperationExtras.registeredBuffer != 0 {
             let r = checkRegisteredBuffer(operation)
             if r < 0 {
@@ -298,9 +314,15 @@ public final class Loop {
     @inline(never)
     private func completeExtras(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
         let extras = op.pointee.extras
+        var result = result
         if extras & OperationExtras.bufferRing != 0, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
         if op.pointee.heapIndex >= 0 { timers.remove(op) }
         if extras & OperationExtras.registeredFile != 0 { op.pointee.fd = op.pointee.fixedSlot }
+        if op.pointee.holdsFileSlot {
+            op.pointee.holdsFileSlot = false
+            slotUsers[Int(op.pointee.fixedSlot)] -= 1
+        }
+        if extras & OperationExtras.directAccept != 0 && result >= 0 { result = installDirect(op, result: result) }
         if op.pointee.holdsBufferTable {
             op.pointee.holdsBufferTable = false
             registeredBufferUsers -= 1
@@ -442,6 +464,8 @@ public final class Loop {
         for ring in bufferRings { ring?.release() }
         bufferRings = []
         registeredBuffers = []
+        for slot in ownedSlots.indices where ownedSlots[slot] { _ = Glibc.close(registeredFiles[slot]) }
+        ownedSlots = []
         remote.close()
         isClosed = true
     }
@@ -462,20 +486,24 @@ public final class Loop {
         let r = backend.registerFiles(count: count)
         if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFiles") }
         registeredFiles = Array(repeating: -1, count: count)
+        slotUsers = Array(repeating: 0, count: count)
+        ownedSlots = Array(repeating: false, count: count)
     }
 
     /// The number of slots in the registered-file table (0 before ``registerFiles(count:)``).
     public var registeredFileCount: Int { registeredFiles.count }
 
     /// Puts a descriptor in a slot of the registered-file table, or empties the slot (`nil`).
-    /// Operations already submitted keep the file they started with. The loop does not own the
-    /// descriptor: keep it open while it is registered (the epoll backend uses it directly), and
-    /// empty the slot before closing it.
+    /// A slot cannot change while submitted operations name it: cancel them first. The loop does not
+    /// own the descriptor: keep it open while it is registered (the epoll backend uses it
+    /// directly), and empty the slot before closing it. A connection accepted into the slot with
+    /// ``LoopOperation/acceptDirect(_:slot:)`` is the loop's: replacing or emptying the slot closes it.
     /// - Parameters:
     ///   - descriptor: An open descriptor, or `nil` to empty the slot.
     ///   - slot: The slot, `0..<registeredFileCount`.
     /// - Throws: ``LoopError`` (`registerFile`): `EINVAL` for a slot out of range (or no table),
-    ///   `EBADF` for a descriptor that is not open or a closed loop, or the kernel's error.
+    ///   `EBUSY` while operations name the slot, `EBADF` for a descriptor that is not open or a
+    ///   closed loop, or the kernel's error.
     public func registerFile(_ descriptor: FileDescriptor?, at slot: Int) throws(LoopError) {
         if isClosed { throw LoopError(.badFileDescriptor, operation: "registerFile") }
         guard slot >= 0, slot < registeredFiles.count else {
@@ -486,18 +514,73 @@ public final class Loop {
             let valid = fd < 0 ? -EBADF : weft_descriptor_valid(fd)
             if valid < 0 { throw LoopError(.init(rawValue: -valid), operation: "registerFile") }
         }
+        if slotUsers[slot] > 0 { throw LoopError(.resourceBusy, operation: "registerFile") }
         let r = backend.updateFile(slot: slot, descriptor: fd)
         if r < 0 { throw LoopError(.init(rawValue: -r), operation: "registerFile") }
+        releaseOwned(slot)
         registeredFiles[slot] = fd
     }
 
-    /// The descriptor in a slot of the registered-file table, or `nil` for an empty slot or one out
-    /// of range.
+    /// The descriptor in a slot of the registered-file table, or `nil` for an empty slot, one out
+    /// of range, or one holding a connection accepted with ``LoopOperation/acceptDirect(_:slot:)``
+    /// (it has no descriptor of its own to use outside the loop).
     /// - Parameter slot: The slot.
     /// - Returns: The descriptor registered there.
     public func registeredFile(at slot: Int) -> FileDescriptor? {
-        guard slot >= 0, slot < registeredFiles.count, registeredFiles[slot] >= 0 else { return nil }
+        guard slot >= 0, slot < registeredFiles.count, registeredFiles[slot] >= 0, !ownedSlots[slot] else { return nil }
         return FileDescriptor(rawValue: registeredFiles[slot])
+    }
+
+    /// Whether a slot of the registered-file table holds a file (a descriptor or a connection
+    /// accepted into it); `false` out of range.
+    /// - Parameter slot: The slot.
+    /// - Returns: Whether the slot is taken.
+    public func isRegisteredFileSlotTaken(_ slot: Int) -> Bool {
+        slot >= 0 && slot < registeredFiles.count && registeredFiles[slot] != -1
+    }
+
+    /// Closes the loop's own descriptor in a slot (a direct accept's on a backend without a kernel
+    /// table) as the slot is emptied or refilled.
+    private func releaseOwned(_ slot: Int) {
+        guard ownedSlots[slot] else { return }
+        ownedSlots[slot] = false
+        let fd = registeredFiles[slot]
+        backend.forget(fd, loop: self)
+        _ = Glibc.close(fd)
+    }
+
+    /// Puts the connection a direct accept produced into its slot and returns the slot (or -errno).
+    /// io_uring installed it already (the result is the slot it picked, or 0 for the one asked
+    /// for); elsewhere `result` is a descriptor the loop now owns.
+    private func installDirect(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
+        let asked = Int(op.pointee.tableIndex)
+        if backend.resolvesRegisteredFiles {
+            let slot = asked >= 0 ? asked : Int(result)
+            releaseOwned(slot)
+            registeredFiles[slot] = Self.kernelFile
+            return Int32(slot)
+        }
+        guard let slot = asked >= 0 ? asked : freeSlot() else {
+            _ = Glibc.close(result)
+            return -ENFILE
+        }
+        releaseOwned(slot)
+        registeredFiles[slot] = result
+        ownedSlots[slot] = true
+        return Int32(slot)
+    }
+
+    /// A free slot of the registered-file table, searched from ``freeSlotHint``, or nil.
+    private func freeSlot() -> Int? {
+        let count = registeredFiles.count
+        for step in 0..<count {
+            let slot = (freeSlotHint + step) % count
+            if registeredFiles[slot] == -1 {
+                freeSlotHint = (slot + 1) % count
+                return slot
+            }
+        }
+        return nil
     }
 
     /// Checks an operation on a registered file at submission and, where the loop resolves slots
@@ -513,8 +596,10 @@ public final class Loop {
         let slot = Int(op.pointee.fixedSlot)
         guard slot < registeredFiles.count else { return registeredFiles.isEmpty ? -EBADF : -EINVAL }
         let fd = registeredFiles[slot]
-        if fd < 0 { return -EBADF }
+        if fd == -1 { return -EBADF }
         op.pointee.fd = backend.resolvesRegisteredFiles ? Int32(slot) : fd
+        op.pointee.holdsFileSlot = true
+        slotUsers[slot] += 1
         return 0
     }
 
@@ -564,7 +649,7 @@ public final class Loop {
     private func checkRegisteredBuffer(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
         let kind = op.pointee.kind
         guard kind == .read || kind == .write else { return -EINVAL }
-        let index = Int(op.pointee.registeredBuffer)
+        let index = Int(op.pointee.tableIndex)
         guard index >= 0, index < registeredBuffers.count, let start = op.pointee.buffer else { return -EFAULT }
         let buffer = registeredBuffers[index]
         let low = UInt(bitPattern: buffer.baseAddress), address = UInt(bitPattern: start)

@@ -73,14 +73,14 @@ extension LoopOperation {
     /// - Returns: The operation, marked.
     public func onRegisteredBuffer(_ index: Int) -> LoopOperation {
         var op = self
-        op.registeredBuffer = Int32(clamping: max(-1, index))
+        op.tableIndex = Int32(clamping: max(-1, index))
         op.extras |= OperationExtras.registeredBuffer
         return op
     }
 
     /// The index of the registered buffer the operation uses (``onRegisteredBuffer(_:)``), or `nil`.
     public var registeredBufferIndex: Int? {
-        extras & OperationExtras.registeredBuffer != 0 ? Int(registeredBuffer) : nil
+        extras & OperationExtras.registeredBuffer != 0 ? Int(tableIndex) : nil
     }
 
     /// Reads into several buffers (`readv(2)` / `preadv(2)`).

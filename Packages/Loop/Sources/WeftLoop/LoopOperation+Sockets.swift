@@ -89,6 +89,29 @@ extension LoopOperation {
         return op
     }
 
+    /// Accepts a connection straight into the loop's registered-file table
+    /// (``Loop/registerFiles(count:)``): the connection gets a slot instead of a descriptor, and
+    /// operations name it with ``onRegisteredFile()``. The result is the slot. On io_uring the
+    /// kernel installs the socket in the ring's table (an accept with a fixed-file target), so it
+    /// never enters the process's descriptor table; on epoll the loop accepts a descriptor and keeps
+    /// it in the slot. Either way the loop owns the connection: emptying the slot
+    /// (``Loop/registerFile(_:at:)`` with `nil`), putting another file in it, or closing the loop
+    /// closes it, and ``Loop/registeredFile(at:)`` shows no descriptor for it.
+    ///
+    /// Errors: `EBADF` when the loop has no table, `EINVAL` for a slot out of range, `ENFILE` when
+    /// no slot is free (the connection is closed); otherwise those of `accept(2)`.
+    /// - Parameters:
+    ///   - descriptor: A listening socket (or its slot, with ``onRegisteredFile()``).
+    ///   - slot: The slot to fill, replacing what it holds when the connection arrives, or `nil`
+    ///     for any free slot.
+    /// - Returns: The operation, ready to submit.
+    public static func acceptDirect(_ descriptor: FileDescriptor, slot: Int? = nil) -> LoopOperation {
+        var op = accept(descriptor)
+        op.tableIndex = slot.map { Int32(clamping: max(-2, $0)) } ?? -1
+        op.extras |= OperationExtras.directAccept
+        return op
+    }
+
     /// The peer address length written by a completed ``accept(_:address:addressCapacity:)``.
     public var acceptedAddressLength: Int { Int(addressLength) }
 

@@ -50,6 +50,9 @@ public struct LoopOperation {
     /// Set while the operation counts as a user of the registered-buffer table (from a submission
     /// that passed the checks until its completion).
     package var holdsBufferTable = false
+    /// Set while the operation counts as a user of its registered-file slot (from a submission
+    /// that resolved the slot until its completion).
+    package var holdsFileSlot = false
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
     package var flags: UInt32 = 0
@@ -60,8 +63,9 @@ public struct LoopOperation {
     package var bufferID: Int32 = -1
     /// The registered-file slot the operation names instead of a descriptor, or -1.
     package var fixedSlot: Int32 = -1
-    /// The registered buffer a read or write uses (``onRegisteredBuffer(_:)``), or -1.
-    package var registeredBuffer: Int32 = -1
+    /// The registered buffer a read or write uses (``onRegisteredBuffer(_:)``), or the file-table
+    /// slot a direct accept fills (-1: any free slot).
+    package var tableIndex: Int32 = -1
     /// The operation's time limit in nanoseconds (0: none), from ``withTimeout(_:)``.
     package var timeout: UInt64 = 0
     package var buffer: UnsafeMutableRawPointer? = nil
@@ -172,6 +176,8 @@ package enum OperationExtras {
     static let registeredFile: UInt8 = 8
     /// A read or write on a buffer of the loop's registered-buffer table.
     static let registeredBuffer: UInt8 = 16
+    /// An accept whose connection goes into the loop's registered-file table.
+    static let directAccept: UInt8 = 32
 }
 
 /// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.

@@ -94,6 +94,9 @@ void weft_sqe_fixed_file(struct io_uring_sqe *sqe);
 int weft_files_register_sparse(struct io_uring *ring, unsigned count);
 int weft_files_update(struct io_uring *ring, unsigned slot, int fd);
 int weft_descriptor_valid(int fd);
+// A direct accept: the ACCEPT just prepared in `sqe` installs the connection in slot `slot` of the
+// ring's file table, or in a free slot the kernel picks when `slot` is negative.
+void weft_sqe_direct_target(struct io_uring_sqe *sqe, int slot);
 
 // Registered buffers: a READ or WRITE just prepared in `sqe` becomes READ_FIXED or WRITE_FIXED on
 // buffer `index` of the ring's table (its address range must lie inside that buffer).
