@@ -53,10 +53,14 @@ private final class MultishotEchoServer {
     let listener: Int32
     let ring: LoopBufferRing
     let acceptOperation: UnsafeMutablePointer<LoopOperation>
+    /// Connections whose receive ended with ENOBUFS while they held no buffer: each is re-armed
+    /// when a buffer comes back (at once, it would only end with ENOBUFS again).
+    private var waitingForBuffer: [UnsafeMutablePointer<MultishotConnection>] = []
 
     init(loop: Loop, listener: Int32) throws {
         self.loop = loop
         self.listener = listener
+        waitingForBuffer.reserveCapacity(ringBufferCount)
         ring = try LoopBufferRing(loop: loop, count: ringBufferCount, size: ringBufferSize)
         acceptOperation = .allocate(capacity: 1)
         acceptOperation.initialize(to: .acceptMultishot(FileDescriptor(rawValue: listener)))
@@ -119,7 +123,7 @@ private final class MultishotEchoServer {
     ) {
         if let index = op.pointee.bufferIndex {
             if connection.pointee.queued == queueCapacity || connection.pointee.closing {
-                try? ring.release(index)
+                release(index)
                 connection.pointee.closing = true
             } else {
                 enqueue(connection, Int32(index), op.pointee.result)
@@ -129,8 +133,9 @@ private final class MultishotEchoServer {
         if op.pointee.hasMore { return }
         connection.pointee.receiving = false
         if op.pointee.result == -ENOBUFS && !connection.pointee.closing {
-            // Buffers come back as sends finish; the last send re-arms the receive.
-            if connection.pointee.sending { connection.pointee.rearm = true } else { receive(connection) }
+            // Buffers come back as sends finish: this connection's last send re-arms the receive, or,
+            // when it holds none, the next buffer any connection gives back.
+            if connection.pointee.sending { connection.pointee.rearm = true } else { waitingForBuffer.append(connection) }
             return
         }
         if op.pointee.result <= 0 { connection.pointee.closing = true }
@@ -184,7 +189,7 @@ private final class MultishotEchoServer {
             sendNext(connection)
             return
         }
-        try? ring.release(Int(index))
+        release(Int(index))
         connection.pointee.sent = 0
         connection.pointee.queueHead = (connection.pointee.queueHead + 1) % queueCapacity
         connection.pointee.queued -= 1
@@ -197,9 +202,15 @@ private final class MultishotEchoServer {
         }
     }
 
+    /// Gives a buffer back to the ring and re-arms a connection that waits for one.
+    private func release(_ index: Int) {
+        try? ring.release(index)
+        if let waiting = waitingForBuffer.popLast() { receive(waiting) }
+    }
+
     private func dropQueue(_ connection: UnsafeMutablePointer<MultishotConnection>) {
         while connection.pointee.queued > 0 {
-            try? ring.release(Int(front(connection).0))
+            release(Int(front(connection).0))
             connection.pointee.queueHead = (connection.pointee.queueHead + 1) % queueCapacity
             connection.pointee.queued -= 1
         }

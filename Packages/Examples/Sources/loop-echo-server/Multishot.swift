@@ -2,16 +2,30 @@
 // each connection has one multishot receive into a buffer ring shared by all connections (no
 // buffer is tied to an idle connection) plus one send that echoes straight from the ring's buffers.
 // A buffer goes back to the ring once its bytes are sent; when every buffer is out, a receive ends
-// with ENOBUFS and is re-armed as soon as its connection has sent what it holds.
+// with ENOBUFS and is re-armed as soon as a buffer comes back: its own connection's, once it has
+// sent what it holds, or another connection's when it holds none (re-arming at once would only end
+// with ENOBUFS again while the data waits in the socket).
 import Glibc
 import SystemPackage
 import WeftLoop
+
+/// The connections whose receive ended with ENOBUFS while they held no buffer: each is re-armed
+/// when some connection gives a buffer back.
+final class BufferWaiters {
+    var connections: [MultishotConnection] = []
+
+    /// A buffer came back to the ring: re-arm the connection that waited longest.
+    func bufferReleased() {
+        if !connections.isEmpty { connections.removeFirst().receive() }
+    }
+}
 
 /// One connection: its armed receive, its send, and the ring buffers waiting to be echoed.
 final class MultishotConnection {
     let fd: FileDescriptor
     let loop: Loop
     let ring: LoopBufferRing
+    let waiters: BufferWaiters
     let receiveOperation = UnsafeMutablePointer<LoopOperation>.allocate(capacity: 1)
     let sendOperation = UnsafeMutablePointer<LoopOperation>.allocate(capacity: 1)
     /// Received buffers (index, byte count) in arrival order; the first one is being sent.
@@ -24,10 +38,11 @@ final class MultishotConnection {
     /// The peer is gone or a call failed: close once neither operation is pending.
     var closing = false
 
-    init(fd: FileDescriptor, loop: Loop, ring: LoopBufferRing) {
+    init(fd: FileDescriptor, loop: Loop, ring: LoopBufferRing, waiters: BufferWaiters) {
         self.fd = fd
         self.loop = loop
         self.ring = ring
+        self.waiters = waiters
         receiveOperation.initialize(to: .nop())
         sendOperation.initialize(to: .nop())
         queue.reserveCapacity(ring.count)
@@ -68,7 +83,7 @@ final class MultishotConnection {
         // The final callback: the receive is no longer armed.
         connection.receiving = false
         if op.pointee.result == -ENOBUFS {
-            if connection.sending { connection.rearm = true } else { connection.receive() }
+            if connection.sending { connection.rearm = true } else { connection.waiters.connections.append(connection) }
             return
         }
         connection.closing = true
@@ -100,6 +115,7 @@ final class MultishotConnection {
         connection.sent += Int(result)
         if connection.sent < connection.queue[0].count { return connection.sendFront() }
         try? connection.ring.release(connection.queue.removeFirst().index)
+        connection.waiters.bufferReleased()
         connection.sent = 0
         if !connection.queue.isEmpty {
             connection.sendFront()
@@ -113,7 +129,10 @@ final class MultishotConnection {
     /// Gives the held buffers back and closes the socket through the loop once nothing is pending.
     func closeIfIdle() {
         guard closing, !receiving, !sending else { return }
-        for held in queue { try? ring.release(held.index) }
+        for held in queue {
+            try? ring.release(held.index)
+            waiters.bufferReleased()
+        }
         queue.removeAll(keepingCapacity: true)
         sendOperation.initialize(to: .close(fd))
         do {
@@ -135,6 +154,7 @@ final class MultishotServer {
     let loop: Loop
     let listener: FileDescriptor
     let ring: LoopBufferRing
+    let waiters = BufferWaiters()
     let accept = UnsafeMutablePointer<LoopOperation>.allocate(capacity: 1)
 
     init(loop: Loop, listener: FileDescriptor) throws {
@@ -157,7 +177,7 @@ final class MultishotServer {
         let result = op.pointee.result
         if result >= 0 {
             let connection = MultishotConnection(
-                fd: FileDescriptor(rawValue: result), loop: server.loop, ring: server.ring)
+                fd: FileDescriptor(rawValue: result), loop: server.loop, ring: server.ring, waiters: server.waiters)
             _ = Unmanaged.passRetained(connection)
             connection.receive()
         } else {
