@@ -434,10 +434,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// empty and after ``directSwitchLimit`` direct switches, so the loop is polled.
     /// The context that resumes runs ``completeSwitch()`` (``FiberCore/switchOut(_:)`` arranges it).
     ///
-    /// A fiber that yields to the next fiber of an executor whose queue no other thread touches
-    /// goes back in the queue at once, with nothing left for ``completeSwitch()``: nothing can
-    /// resume it before the switch has saved its registers, since the fiber it switches to runs
-    /// only after that.
+    /// A fiber that yields or parks on its way to the next fiber of an executor whose queue no
+    /// other thread touches is handled before the switch (``leave(_:action:)``), with nothing left
+    /// for ``completeSwitch()``.
     @inline(__always)
     func switchTarget(after fiber: FiberCore, action: Action) -> ExecutionContext {
         if dispatches &- dispatchesAtPoll < Executor.directSwitchLimit {
@@ -448,8 +447,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                     return n.context!
                 }
                 if let ready {
-                    if action == .yield && !shared {
-                        append(fiber)
+                    if !shared && (action == .yield || action == .park || action == .parkCancellable) {
+                        leave(fiber, action: action)
                     } else {
                         self.action = action
                         previous = Unmanaged.passUnretained(fiber)
@@ -462,6 +461,31 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         previous = Unmanaged.passUnretained(fiber)
         running = nil
         return resumer
+    }
+
+    /// Carries out a yield or park before the switch to the next fiber, on an executor whose queue
+    /// only its own thread touches. Nothing can resume the fiber before the switch has saved its
+    /// registers: the fiber switched to runs only after that, and wakes from other threads go
+    /// through the inbox, which the scheduler reads on this thread.
+    @inline(__always)
+    private func leave(_ fiber: FiberCore, action: Action) {
+        if action == .yield {
+            append(fiber)
+            return
+        }
+        let cancellable = action == .parkCancellable
+        let (parked, _) = fiber.runState.compareExchange(
+            expected: FiberCore.Run.running,
+            desired: cancellable ? FiberCore.Run.parkedCancellable : FiberCore.Run.parked,
+            ordering: .sequentiallyConsistent)
+        if !parked {
+            // Woken before it parked: it runs again after the fibers ahead of it.
+            fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
+            append(fiber)
+        } else if cancellable && fiber.cancelPending {
+            // Cancelled before it parked: `cancel` may have looked before the state changed.
+            fiber.resumeCancelled()
+        }
     }
 
     /// The other half of a switch, on the context that was resumed: handles what the fiber that
