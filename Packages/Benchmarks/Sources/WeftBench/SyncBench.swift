@@ -8,6 +8,34 @@ func runSyncBenchmarks() throws {
     report("sync", "unbuffered_pingpong_ns", try measurePingPong(capacity: 0, rounds: 200_000))
     report("sync", "mutex_contended_ns", try measureContendedMutex(fibers: 4, executors: 2, operations: 250_000))
     report("sync", "allocs_per_msg", try measureChannelAllocations(messages: 100_000))
+    let (selectTime, selectAllocations) = try measureSelect(rounds: 200_000)
+    report("sync", "select_ns", selectTime)
+    report("sync", "select_allocs", selectAllocations)
+}
+
+/// `sync.select_ns` and `sync.select_allocs`: a `select` over the receive arms of two buffered
+/// channels, one of which holds a value (sent just before, on one fiber): time and heap
+/// allocations per select, arms and result mapping included.
+private func measureSelect(rounds: Int) throws -> (Double, Double) {
+    try Runtime.run {
+        let a = Channel<Int>(capacity: 1)
+        let b = Channel<Int>(capacity: 1)
+        var sum = 0
+        func round(_ value: Int) throws {
+            try (value & 1 == 0 ? a : b).send(value)
+            sum &+= try select(a.onReceive().map { $0 ?? -1 }, b.onReceive().map { $0 ?? -1 })
+        }
+        for value in 0..<10_000 { try round(value) }
+        let start = nowNanoseconds()
+        for value in 0..<rounds { try round(value) }
+        let elapsed = nowNanoseconds() - start
+        let allocations = try AllocationCounter.allocations {
+            for value in 0..<10_000 { try round(value) }
+        }
+        let expected = (0..<10_000).reduce(0, &+) * 2 + (0..<rounds).reduce(0, &+)
+        guard sum == expected else { throw BenchError("select delivered a sum of \(sum), not \(expected)") }
+        return (elapsed / Double(rounds), Double(allocations) / 10_000)
+    }
 }
 
 /// One producer and one consumer fiber on one executor, capacity 1024: messages per second.

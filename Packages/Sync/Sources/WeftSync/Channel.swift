@@ -301,72 +301,84 @@ public final class Channel<Element: Sendable>: Sendable {
 
     /// A select arm that receives a value; its result is `nil` if the channel is closed and drained.
     /// - Returns: The arm.
+    @inlinable
     public func onReceive() -> SelectCase<Element?> {
-        let slot = SelectSlot<Element>()
+        let arm = ChannelArm<Element, Element?>.make(self, nil)
         return SelectCase(
-            register: { [self] waiter in
-                var wake: UnsafeMutablePointer<Parking>? = nil
-                let outcome = state.withLock { state -> SelectRegistration in
-                    let me = waiter.node.pointee.parking
-                    if state.count > 0 || state.senders.hasWaiter(excluding: me) || state.closed {
-                        if !waiter.claim() { return .lost }
-                        if let value = state.take(&wake, excluding: me) {
-                            slot.pointer.pointee = value
-                            return .completed
-                        }
-                        if state.closed {
-                            waiter.node.pointee.closed = true
-                            return .completed
-                        }
-                        // Only stale senders were queued (now dropped); other arms may have lost
-                        // their nodes to peers meanwhile, so start over.
-                        waiter.unclaim()
-                        return .retry
-                    }
-                    waiter.node.pointee.slot = UnsafeMutableRawPointer(slot.pointer)
-                    state.receivers.append(waiter.node)
-                    return .registered
-                }
-                if let wake { Parking.wake(wake) }
-                return outcome
-            },
-            unregister: { [self] waiter in state.withLock { $0.receivers.remove(waiter.node) } },
-            finish: { _ in slot.pointer.pointee })
+            register: { waiter in arm.header.registerReceive(waiter, into: arm.slot) },
+            unregister: { waiter in arm.header.state.withLock { $0.receivers.remove(waiter.node) } },
+            finish: { _ in arm.slot.pointee })
     }
 
     /// A select arm that sends `value`; it throws ``SyncError/closed(operation:)`` if it won because
     /// the channel closed. If another arm wins, `value` was not sent.
     /// - Parameter value: The value to send.
     /// - Returns: The arm.
+    @inlinable
     public func onSend(_ value: Element) -> SelectCase<Void> {
-        let slot = SelectValue(value)
+        let arm = ChannelArm<Element, Element>.make(self, value)
         return SelectCase(
-            register: { [self] waiter in
-                var wake: UnsafeMutablePointer<Parking>? = nil
-                let outcome = state.withLock { state -> SelectRegistration in
-                    let me = waiter.node.pointee.parking
-                    if state.closed || state.receivers.hasWaiter(excluding: me) || state.count < state.capacity {
-                        if !waiter.claim() { return .lost }
-                        if state.closed {
-                            waiter.node.pointee.closed = true
-                            return .completed
-                        }
-                        if state.give(slot.pointer.pointee, &wake, excluding: me) { return .completed }
-                        waiter.unclaim()
-                        return .retry
-                    }
-                    // A sender's slot holds the value itself (an `Element`, not an optional).
-                    waiter.node.pointee.slot = UnsafeMutableRawPointer(slot.pointer)
-                    state.senders.append(waiter.node)
-                    return .registered
-                }
-                if let wake { Parking.wake(wake) }
-                return outcome
-            },
-            unregister: { [self] waiter in state.withLock { $0.senders.remove(waiter.node) } },
+            register: { waiter in arm.header.registerSend(waiter, from: arm.slot) },
+            unregister: { waiter in arm.header.state.withLock { $0.senders.remove(waiter.node) } },
             finish: { waiter in
                 if waiter.node.pointee.closed { throw SyncError.closed(operation: "Channel.onSend") }
             })
+    }
+
+    /// A receive arm's registration: under the lock, take a value now (after claiming the select)
+    /// or queue the waiter with `slot` to receive into.
+    @inlinable
+    func registerReceive(_ waiter: SelectWaiter, into slot: UnsafeMutablePointer<Element?>) -> SelectRegistration {
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        let outcome = state.withLock { state -> SelectRegistration in
+            let me = waiter.node.pointee.parking
+            if state.count > 0 || state.senders.hasWaiter(excluding: me) || state.closed {
+                if !waiter.claim() { return .lost }
+                if let value = state.take(&wake, excluding: me) {
+                    slot.pointee = value
+                    return .completed
+                }
+                if state.closed {
+                    waiter.node.pointee.closed = true
+                    return .completed
+                }
+                // Only stale senders were queued (now dropped); other arms may have lost their
+                // nodes to peers meanwhile, so start over.
+                waiter.unclaim()
+                return .retry
+            }
+            waiter.node.pointee.slot = UnsafeMutableRawPointer(slot)
+            state.receivers.append(waiter.node)
+            return .registered
+        }
+        if let wake { Parking.wake(wake) }
+        return outcome
+    }
+
+    /// A send arm's registration: under the lock, hand the value over now (after claiming the
+    /// select) or queue the waiter with the value at `value`.
+    @inlinable
+    func registerSend(_ waiter: SelectWaiter, from value: UnsafeMutablePointer<Element>) -> SelectRegistration {
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        let outcome = state.withLock { state -> SelectRegistration in
+            let me = waiter.node.pointee.parking
+            if state.closed || state.receivers.hasWaiter(excluding: me) || state.count < state.capacity {
+                if !waiter.claim() { return .lost }
+                if state.closed {
+                    waiter.node.pointee.closed = true
+                    return .completed
+                }
+                if state.give(value.pointee, &wake, excluding: me) { return .completed }
+                waiter.unclaim()
+                return .retry
+            }
+            // A sender's slot holds the value itself (an `Element`, not an optional).
+            waiter.node.pointee.slot = UnsafeMutableRawPointer(value)
+            state.senders.append(waiter.node)
+            return .registered
+        }
+        if let wake { Parking.wake(wake) }
+        return outcome
     }
 }
 

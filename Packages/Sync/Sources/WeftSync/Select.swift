@@ -8,8 +8,9 @@ import WeftRuntime
 /// ``claim()``; a peer that won then calls ``wake()`` once, after releasing its lock. Two waiters
 /// are equal when they are the same arm of the same select.
 public struct SelectWaiter: Hashable, @unchecked Sendable {
-    package let node: UnsafeMutablePointer<WaitNode>
+    @usableFromInline package let node: UnsafeMutablePointer<WaitNode>
 
+    @inlinable
     package init(node: UnsafeMutablePointer<WaitNode>) { self.node = node }
 
     /// Claims the whole select for this arm: only the caller that gets `true` may consume or
@@ -146,9 +147,9 @@ public enum SelectRegistration: Sendable {
 /// Primitives make cases (``Channel/onReceive()``, ``ResetEvent/onWait()``, …); a waitable defined
 /// elsewhere implements ``SelectArm`` and wraps it with ``init(_:)``.
 public struct SelectCase<Output> {
-    let register: (SelectWaiter) -> SelectRegistration
-    let unregister: (SelectWaiter) -> Void
-    let finish: (SelectWaiter) throws -> Output
+    @usableFromInline let register: (SelectWaiter) -> SelectRegistration
+    @usableFromInline let unregister: (SelectWaiter) -> Void
+    @usableFromInline let finish: (SelectWaiter) throws -> Output
 
     /// Creates a case from its three steps.
     /// - Parameters:
@@ -156,6 +157,7 @@ public struct SelectCase<Output> {
     ///     queue the waiter.
     ///   - unregister: Remove the waiter if it is still queued.
     ///   - finish: After this arm won: the result (may throw, e.g. a closed channel).
+    @inlinable
     package init(
         register: @escaping (SelectWaiter) -> SelectRegistration, unregister: @escaping (SelectWaiter) -> Void,
         finish: @escaping (SelectWaiter) throws -> Output
@@ -167,6 +169,7 @@ public struct SelectCase<Output> {
 
     /// Creates a case from an arm of a waitable defined outside WeftSync.
     /// - Parameter arm: The arm (one per select it takes part in).
+    @inlinable
     public init<Arm: SelectArm>(_ arm: Arm) where Arm.Output == Output {
         self.init(register: arm.register, unregister: arm.unregister, finish: arm.finish)
     }
@@ -174,6 +177,7 @@ public struct SelectCase<Output> {
     /// The same case with its result transformed (run only if this arm wins).
     /// - Parameter transform: Maps the arm's result into the select's common result type.
     /// - Returns: The mapped case.
+    @inlinable
     public func map<U>(_ transform: @escaping (Output) throws -> U) -> SelectCase<U> {
         let finish = self.finish
         return SelectCase<U>(register: register, unregister: unregister) { try transform(finish($0)) }
@@ -207,6 +211,7 @@ public protocol Selectable {
 /// - Returns: The winning arm's result.
 /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`, or what the winning arm
 ///   throws.
+@inlinable
 public func select<R>(_ cases: SelectCase<R>..., timeout: Duration? = nil) throws -> R {
     try select(cases, timeout: timeout)
 }
@@ -217,81 +222,77 @@ public func select<R>(_ cases: SelectCase<R>..., timeout: Duration? = nil) throw
 ///   - timeout: The longest wait, or `nil` for none.
 /// - Returns: The winning arm's result.
 /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`, or what the winning arm throws.
+///
+/// Inlined, so that it and the primitives' arms are specialised for `R` where they are used (a
+/// generic call would look the types' metadata up at run time on every select); the waiters live on
+/// the caller's stack.
+@inlinable
 public func select<R>(_ cases: [SelectCase<R>], timeout: Duration? = nil) throws -> R {
     try Parking.checkCancellation()
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> R in
-        let nodes = UnsafeMutablePointer<WaitNode>.allocate(capacity: max(1, cases.count))
-        defer { nodes.deallocate() }
-        while true {
-            var registered = 0
-            var completedHere = false
-            var retry = false
-            for index in cases.indices {
-                (nodes + index).initialize(to: WaitNode(parking: parking, code: Parking.Claim.firstSignal + index))
-                let outcome = cases[index].register(SelectWaiter(node: nodes + index))
-                if case .registered = outcome {
-                    registered += 1
-                    continue
-                }
-                if case .completed = outcome { completedHere = true }
-                if case .retry = outcome { retry = true }
-                break
-            }
-            if retry {
-                for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
-                // With every node withdrawn nobody can claim any more; if a peer claimed an arm
-                // before that, its value is committed to that arm and its wake is on its way.
-                if parking.pointee.outcome == Parking.Claim.waiting { continue }
-                _ = Parking.park(parking, timeout: nil, cancellable: false)
-            } else {
-                if !completedHere {
-                    if parking.pointee.outcome == Parking.Claim.waiting {
-                        _ = Parking.park(parking, timeout: timeout, cancellable: true)
-                    } else {
-                        // A peer claimed an arm during registration: its wake is on its way.
-                        _ = Parking.park(parking, timeout: nil, cancellable: false)
+        try withUnsafeTemporaryAllocation(of: WaitNode.self, capacity: max(1, cases.count)) { buffer throws -> R in
+            let nodes = buffer.baseAddress!
+            while true {
+                var registered = 0
+                var completedHere = false
+                var retry = false
+                for index in cases.indices {
+                    (nodes + index).initialize(to: WaitNode(parking: parking, code: Parking.Claim.firstSignal + index))
+                    let outcome = cases[index].register(SelectWaiter(node: nodes + index))
+                    if case .registered = outcome {
+                        registered += 1
+                        continue
                     }
+                    if case .completed = outcome { completedHere = true }
+                    if case .retry = outcome { retry = true }
+                    break
                 }
-                for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
+                if retry {
+                    for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
+                    // With every node withdrawn nobody can claim any more; if a peer claimed an arm
+                    // before that, its value is committed to that arm and its wake is on its way.
+                    if parking.pointee.outcome == Parking.Claim.waiting { continue }
+                    _ = Parking.park(parking, timeout: nil, cancellable: false)
+                } else {
+                    if !completedHere {
+                        if parking.pointee.outcome == Parking.Claim.waiting {
+                            _ = Parking.park(parking, timeout: timeout, cancellable: true)
+                        } else {
+                            // A peer claimed an arm during registration: its wake is on its way.
+                            _ = Parking.park(parking, timeout: nil, cancellable: false)
+                        }
+                    }
+                    for index in 0..<registered { cases[index].unregister(SelectWaiter(node: nodes + index)) }
+                }
+                let outcome = parking.pointee.outcome
+                if outcome >= Parking.Claim.firstSignal {
+                    let index = outcome - Parking.Claim.firstSignal
+                    return try cases[index].finish(SelectWaiter(node: nodes + index))
+                }
+                if outcome == Parking.Claim.cancelled { throw CancellationError() }
+                throw SyncError.timedOut(operation: "select")
             }
-            let outcome = parking.pointee.outcome
-            if outcome >= Parking.Claim.firstSignal {
-                let index = outcome - Parking.Claim.firstSignal
-                return try cases[index].finish(SelectWaiter(node: nodes + index))
-            }
-            if outcome == Parking.Claim.cancelled { throw CancellationError() }
-            throw SyncError.timedOut(operation: "select")
         }
     }
 }
 
-/// A heap cell for a select arm's hand-over value.
-final class SelectSlot<Value>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Value?>
-
-    init(_ value: Value? = nil) {
-        pointer = UnsafeMutablePointer<Value?>.allocate(capacity: 1)
-        pointer.initialize(to: value)
+/// The state of one channel select arm in a single allocation: the channel (the header) and the
+/// value handed over (the one element: a receive arm's `Element?` slot, or a send arm's value).
+/// The arm's closures capture only this object, so they need no context of their own.
+@usableFromInline
+final class ChannelArm<Element: Sendable, Value>: ManagedBuffer<Channel<Element>, Value> {
+    /// A new arm on `channel` holding `value`.
+    @inlinable
+    static func make(_ channel: Channel<Element>, _ value: Value) -> ChannelArm {
+        let arm = unsafeDowncast(create(minimumCapacity: 1) { _ in channel }, to: ChannelArm.self)
+        arm.withUnsafeMutablePointerToElements { $0.initialize(to: value) }
+        return arm
     }
 
-    deinit {
-        pointer.deinitialize(count: 1)
-        pointer.deallocate()
-    }
-}
+    /// The value's address, stable while the arm lives (the node's hand-over slot points here).
+    @inlinable
+    var slot: UnsafeMutablePointer<Value> { withUnsafeMutablePointerToElements { $0 } }
 
-/// A heap cell holding a select send arm's value.
-final class SelectValue<Value>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Value>
-
-    init(_ value: Value) {
-        pointer = UnsafeMutablePointer<Value>.allocate(capacity: 1)
-        pointer.initialize(to: value)
-    }
-
-    deinit {
-        pointer.deinitialize(count: 1)
-        pointer.deallocate()
-    }
+    deinit { _ = withUnsafeMutablePointerToElements { $0.deinitialize(count: 1) } }
 }
