@@ -8,7 +8,11 @@
 //   msgs_per_s=X p50_us=X p99_us=X msgs=N errors=N
 // Exit status 1 if the server closed a connection, sent wrong bytes, or stalled for 5 seconds.
 //
-//   load_client HOST PORT CONNECTIONS SIZE SECONDS [WARMUP]
+// With HOLD given as `hold`, the connections stay open after the results until the driver sends
+// SIGUSR2, so that readings the driver takes of the server at `phase=done` (its CPU time, its
+// allocation count) do not race with the server tearing the connections down.
+//
+//   load_client HOST PORT CONNECTIONS SIZE SECONDS [WARMUP [HOLD]]
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -122,13 +126,19 @@ static void raise_fd_limit(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: load_client HOST PORT CONNECTIONS SIZE SECONDS [WARMUP]\n");
+    if (argc < 6 || argc > 8 || (argc == 8 && strcmp(argv[7], "hold") != 0)) {
+        fprintf(stderr, "usage: load_client HOST PORT CONNECTIONS SIZE SECONDS [WARMUP [hold]]\n");
         return 2;
     }
+    int hold = argc == 8;
+    sigset_t release;
+    sigemptyset(&release);
+    sigaddset(&release, SIGUSR2);
+    // Blocked from the start, so a SIGUSR2 that comes before the wait stays pending, not lost.
+    if (hold) sigprocmask(SIG_BLOCK, &release, NULL);
     int count = atoi(argv[3]);
     size = (size_t)atol(argv[4]);
-    double seconds = atof(argv[5]), warmup = argc == 7 ? atof(argv[6]) : 1.0;
+    double seconds = atof(argv[5]), warmup = argc >= 7 ? atof(argv[6]) : 1.0;
     if (count <= 0 || size == 0 || seconds <= 0 || warmup < 0) {
         fprintf(stderr, "load_client: CONNECTIONS, SIZE and SECONDS must be positive\n");
         return 2;
@@ -199,6 +209,10 @@ int main(int argc, char **argv) {
     printf("phase=done\n");
     printf("msgs_per_s=%.0f p50_us=%.1f p99_us=%.1f msgs=%llu errors=%llu\n", (double)measured / elapsed,
            percentile(0.50), percentile(0.99), (unsigned long long)measured, (unsigned long long)errors);
+    if (hold) {
+        int signo;
+        sigwait(&release, &signo);
+    }
     for (int i = 0; i < count; i++) close(conns[i].fd);
     return errors == 0 ? 0 : 1;
 }

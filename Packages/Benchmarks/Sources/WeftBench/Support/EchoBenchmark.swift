@@ -62,7 +62,7 @@ func runEcho(_ server: EchoServer, load: EchoLoad) throws -> EchoResult {
     let client = try ChildProcess(
         [
             try Programs.cBaseline("load_client"), "127.0.0.1", String(port), String(load.connections),
-            String(load.messageSize), String(load.seconds), String(load.warmup),
+            String(load.messageSize), String(load.seconds), String(load.warmup), "hold",
         ],
         cpu: clientCPU
     )
@@ -81,6 +81,9 @@ func runEcho(_ server: EchoServer, load: EchoLoad) throws -> EchoResult {
         case "phase=done":
             cpuEnd = try process.cpuSeconds()
             if server.reportsAllocations { allocationsEnd = try allocationReport(from: process) }
+            // The client keeps its connections open until told: closing them makes the server
+            // fail receives (and allocate their errors) after the measured window.
+            try client.signal(SIGUSR2)
         default:
             fields.merge(parseFields(line)) { $1 }
         }
