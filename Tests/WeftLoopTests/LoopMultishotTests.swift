@@ -275,6 +275,20 @@ final class LoopMultishotTests: LoopTestCase {
         XCTAssertEqual(Glibc.close(peer), 0)
     }
 
+    /// Submits a multishot receive on `local` into a new ring of two 4-byte buffers, with a
+    /// recorder that keeps every buffer it is given (so the ring runs dry).
+    private func receiveKeepingBuffers(
+        from local: Int32
+    ) throws -> (LoopBufferRing, UnsafeMutablePointer<LoopOperation>, MultishotRecorder) {
+        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
+        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
+        let recorder = MultishotRecorder()
+        recorder.ring = ring
+        recorder.releaseBuffers = false
+        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        return (ring, op, recorder)
+    }
+
     /// The second half of the tests below: the receive has just ended with ENOBUFS while the caller
     /// holds every buffer. Gives them all back, submits the receive again (now giving each buffer back
     /// as soon as it is read) and checks that the stream goes on to `expected` in order, then ends
@@ -317,12 +331,7 @@ final class LoopMultishotTests: LoopTestCase {
     /// ends with ENOBUFS, and after the buffers come back those bytes arrive, then end of stream.
     func testMultishotRecvOverTCPKeepsBytesThatArriveWhileEveryBufferIsHeld() throws {
         let (local, peer) = tcpConnection()
-        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
-        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
-        let recorder = MultishotRecorder()
-        recorder.ring = ring
-        recorder.releaseBuffers = false
-        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        let (ring, op, recorder) = try receiveKeepingBuffers(from: local)
         writeAll("abcdefgh", to: peer)
         try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
         XCTAssertEqual(recorder.calls.map(\.result), [4, 4])
@@ -342,12 +351,7 @@ final class LoopMultishotTests: LoopTestCase {
     /// behind the bytes the ring had no room for, and is reported only after them.
     func testMultishotRecvOverTCPKeepsBytesQueuedBeforeThePeersCloseWhenTheRingRunsDry() throws {
         let (local, peer) = tcpConnection()
-        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
-        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
-        let recorder = MultishotRecorder()
-        recorder.ring = ring
-        recorder.releaseBuffers = false
-        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        let (ring, op, recorder) = try receiveKeepingBuffers(from: local)
         try loop.run(.noWait)
         XCTAssertTrue(recorder.calls.isEmpty)
 
@@ -363,14 +367,9 @@ final class LoopMultishotTests: LoopTestCase {
     /// buffer, so the receive ends with ENOBUFS, and end of stream comes after the resubmission.
     func testMultishotRecvOverTCPEndOfStreamNeedsAFreeBufferToo() throws {
         let (local, peer) = tcpConnection()
-        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
         writeAll("abcdefgh", to: peer)
         closePeer(peer)
-        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
-        let recorder = MultishotRecorder()
-        recorder.ring = ring
-        recorder.releaseBuffers = false
-        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        let (ring, op, recorder) = try receiveKeepingBuffers(from: local)
         try run { recorder.finals > 0 }
         XCTAssertEqual(recorder.calls.map(\.result), [4, 4, -ENOBUFS])
         XCTAssertEqual(String(decoding: recorder.bytes, as: UTF8.self), "abcdefgh")
@@ -382,12 +381,7 @@ final class LoopMultishotTests: LoopTestCase {
     /// and stays in the socket for the next submission.
     func testMultishotRecvSubmittedWithEveryBufferHeldWaitsForSomethingToArrive() throws {
         let (local, peer) = tcpConnection()
-        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
-        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
-        let recorder = MultishotRecorder()
-        recorder.ring = ring
-        recorder.releaseBuffers = false
-        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        let (ring, op, recorder) = try receiveKeepingBuffers(from: local)
         writeAll("abcdefgh", to: peer)
         try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
         loop.cancel(op)
@@ -412,12 +406,7 @@ final class LoopMultishotTests: LoopTestCase {
     /// by the ENOBUFS ending, and the resubmitted receive reports it.
     func testMultishotRecvOverTCPKeepsAResetThatArrivesWhileEveryBufferIsHeld() throws {
         let (local, peer) = tcpConnection()
-        let ring = try LoopBufferRing(loop: loop, count: 2, size: 4)
-        let op = make(.recvMultishot(FileDescriptor(local), ring: ring))
-        let recorder = MultishotRecorder()
-        recorder.ring = ring
-        recorder.releaseBuffers = false
-        try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
+        let (ring, op, recorder) = try receiveKeepingBuffers(from: local)
         writeAll("abcdefgh", to: peer)
         try run { recorder.bytes.count >= 8 || recorder.finals > 0 }
         XCTAssertEqual(recorder.calls.map(\.result), [4, 4])

@@ -469,23 +469,25 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// through the inbox, which the scheduler reads on this thread.
     @inline(__always)
     private func leave(_ fiber: FiberCore, action: Action) {
-        if action == .yield {
-            append(fiber)
-            return
-        }
-        let cancellable = action == .parkCancellable
+        if action == .yield || !park(fiber, cancellable: action == .parkCancellable) { pushLocal(fiber) }
+    }
+
+    /// Moves a fiber that switched out (or is about to) for a park from running to parked, and
+    /// returns true; or returns false when it was woken first (it is running again and must be
+    /// queued). A cancellable park finds a cancellation that came first and resumes the fiber for it.
+    @inline(__always)
+    private func park(_ fiber: FiberCore, cancellable: Bool) -> Bool {
         let (parked, _) = fiber.runState.compareExchange(
             expected: FiberCore.Run.running,
             desired: cancellable ? FiberCore.Run.parkedCancellable : FiberCore.Run.parked,
             ordering: .sequentiallyConsistent)
         if !parked {
-            // Woken before it parked: it runs again after the fibers ahead of it.
             fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
-            append(fiber)
-        } else if cancellable && fiber.cancelPending {
-            // Cancelled before it parked: `cancel` may have looked before the state changed.
-            fiber.resumeCancelled()
+            return false
         }
+        // `cancel` may have looked before the state changed.
+        if cancellable && fiber.cancelPending { fiber.resumeCancelled() }
+        return true
     }
 
     /// The other half of a switch, on the context that was resumed: handles what the fiber that
@@ -507,19 +509,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         case .yield, .none:
             pushLocal(fiber)
         case .park, .parkCancellable:
-            let cancellable = action == .parkCancellable
-            let (parked, _) = fiber.runState.compareExchange(
-                expected: FiberCore.Run.running,
-                desired: cancellable ? FiberCore.Run.parkedCancellable : FiberCore.Run.parked,
-                ordering: .sequentiallyConsistent)
-            if !parked {
-                // Woken before the switch finished: run it again.
-                fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
-                pushLocal(fiber)
-            } else if cancellable && fiber.cancelPending {
-                // Cancelled before it parked: `cancel` may have looked before the state changed.
-                fiber.resumeCancelled()
-            }
+            // Woken before the switch finished: run it again.
+            if !park(fiber, cancellable: action == .parkCancellable) { pushLocal(fiber) }
         case .hop:
             let target = hopTarget!
             hopTarget = nil
