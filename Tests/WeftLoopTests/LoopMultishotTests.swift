@@ -61,20 +61,6 @@ final class LoopMultishotTests: LoopTestCase {
         }
     }
 
-    /// Connects a blocking client to the loopback port (the kernel completes the handshake before
-    /// anyone accepts).
-    private func connectClient(_ port: UInt16) -> Int32 {
-        let client = owned(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-        var target = Self.loopback(port: port)
-        let r = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        XCTAssertEqual(r, 0)
-        return client
-    }
-
     // MARK: - Accept
 
     func testMultishotAcceptCallsBackOncePerConnectionUntilCancelled() throws {
@@ -82,10 +68,10 @@ final class LoopMultishotTests: LoopTestCase {
         let op = make(.acceptMultishot(FileDescriptor(server)))
         let recorder = MultishotRecorder()
         try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
-        for _ in 0..<3 { _ = connectClient(port) }
+        for _ in 0..<3 { _ = connected(to: port) }
         try run { recorder.calls.count >= 3 }
         // Connections made after the first results arrive are accepted by the same submission.
-        for _ in 0..<2 { _ = connectClient(port) }
+        for _ in 0..<2 { _ = connected(to: port) }
         try run { recorder.calls.count >= 5 }
         XCTAssertEqual(recorder.calls.count, 5)
         XCTAssertTrue(recorder.calls.allSatisfy { $0.more && $0.result >= 0 }, "\(recorder.calls)")
@@ -99,7 +85,7 @@ final class LoopMultishotTests: LoopTestCase {
         XCTAssertEqual(recorder.last, .init(result: -ECANCELED, more: false, buffer: nil))
         XCTAssertFalse(op.pointee.isPending)
         // Nothing comes after the final callback, even with a connection waiting.
-        _ = connectClient(port)
+        _ = connected(to: port)
         try loop.run(.noWait)
         try loop.run(.timeout(.milliseconds(20)))
         XCTAssertEqual(recorder.calls.count, 6)
@@ -112,7 +98,7 @@ final class LoopMultishotTests: LoopTestCase {
         recorder.loop = loop
         recorder.cancelAfter = 1
         try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
-        for _ in 0..<4 { _ = connectClient(port) }
+        for _ in 0..<4 { _ = connected(to: port) }
         try loop.run()
         XCTAssertEqual(recorder.finals, 1, "\(recorder.calls)")
         XCTAssertEqual(recorder.last?.more, false)
@@ -156,7 +142,7 @@ final class LoopMultishotTests: LoopTestCase {
         try loop.close()
         loop = try Loop(options: Loop.Options(entries: 2))
         let (server, port) = listener()
-        for _ in 0..<24 { _ = connectClient(port) }
+        for _ in 0..<24 { _ = connected(to: port) }
         let op = make(.acceptMultishot(FileDescriptor(server)))
         let recorder = MultishotRecorder()
         try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
@@ -186,7 +172,7 @@ final class LoopMultishotTests: LoopTestCase {
         let op = make(.acceptMultishot(FileDescriptor(server)))
         let recorder = MultishotRecorder()
         try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
-        _ = connectClient(port)
+        _ = connected(to: port)
         try run { recorder.calls.count >= 1 }
         try loop.close()
         XCTAssertEqual(recorder.finals, 1)
@@ -254,15 +240,6 @@ final class LoopMultishotTests: LoopTestCase {
     }
 
     // MARK: - Every buffer held while the peer's last bytes and its close arrive
-
-    /// A loopback TCP connection: the loop's end (accepted) and the peer's (a blocking client).
-    private func tcpConnection() -> (local: Int32, peer: Int32) {
-        let (server, port) = listener()
-        let peer = connectClient(port)
-        let local = owned(Glibc.accept(server, nil, nil))
-        XCTAssertGreaterThanOrEqual(local, 0)
-        return (local, peer)
-    }
 
     private func writeAll(_ text: String, to fd: Int32, file: StaticString = #filePath, line: UInt = #line) {
         let bytes = Array(text.utf8)
@@ -487,7 +464,7 @@ final class LoopMultishotTests: LoopTestCase {
         let op = make(.acceptMultishot(FileDescriptor(server)))
         let recorder = MultishotRecorder()
         try loop.submit(op, callback: MultishotRecorder.callback, context: recorder.context)
-        _ = connectClient(port)
+        _ = connected(to: port)
         try run { recorder.calls.count >= 1 }
         struct Target: @unchecked Sendable { let op: UnsafeMutablePointer<LoopOperation> }
         let target = Target(op: op)
@@ -515,7 +492,7 @@ final class LoopMultishotTests: LoopTestCase {
         try loop.submit(recv, callback: MultishotRecorder.callback, context: received.context)
         try loop.run(.noWait)
         for round in 0..<3 {
-            _ = connectClient(port)
+            _ = connected(to: port)
             XCTAssertEqual(Glibc.write(b, "n\(round)", 2), 2)
             try run { accepted.calls.count > round && received.bytes.count >= 2 * (round + 1) }
         }

@@ -29,13 +29,6 @@ final class LoopRegisteredBufferTests: LoopTestCase {
         for i in 0..<buffer.count { buffer[i] = UInt8(truncatingIfNeeded: i &* 31 &+ seed) }
     }
 
-    /// A connected TCP pair on loopback: (the accepted side, the connecting side).
-    private func tcpPair() -> (Int32, Int32) {
-        let (listening, port) = listener()
-        let client = connected(to: port)
-        return (owned(accept(listening, nil, nil)), client)
-    }
-
     func testFileWritesAndReadsThroughRegisteredBuffers() throws {
         try loop.registerBuffers([page(0), page(1)])
         XCTAssertEqual(loop.registeredBufferCount, 2)
@@ -67,7 +60,7 @@ final class LoopRegisteredBufferTests: LoopTestCase {
     }
 
     func testTCPBytesFlowThroughRegisteredBuffersAcrossRearms() throws {
-        let (server, client) = tcpPair()
+        let (server, client) = tcpConnection()
         try loop.registerBuffers([page(0), page(1), page(2)])
         fill(page(0), seed: 11)
         let total = Self.page

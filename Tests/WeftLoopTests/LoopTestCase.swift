@@ -150,6 +150,15 @@ class LoopTestCase: XCTestCase {
         return fd
     }
 
+    /// A loopback TCP connection: the loop's end (accepted) and the peer's (a blocking client).
+    func tcpConnection() -> (local: Int32, peer: Int32) {
+        let (server, port) = listener()
+        let peer = connected(to: port)
+        let local = owned(Glibc.accept(server, nil, nil))
+        XCTAssertGreaterThanOrEqual(local, 0)
+        return (local, peer)
+    }
+
     /// Receives on a blocking descriptor, giving up after 10 s so a broken test fails instead of
     /// hanging: the byte count, 0 at end of stream, -errno on an error, or nil when nothing came.
     func receive(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> Int? {

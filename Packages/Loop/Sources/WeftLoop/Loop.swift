@@ -556,7 +556,6 @@ public final class Loop {
         let asked = Int(op.pointee.tableIndex)
         if backend.resolvesRegisteredFiles {
             let slot = asked >= 0 ? asked : Int(result)
-            releaseOwned(slot)
             registeredFiles[slot] = Self.kernelFile
             return Int32(slot)
         }

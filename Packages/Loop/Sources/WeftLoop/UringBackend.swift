@@ -171,12 +171,14 @@ final class UringBackend: LoopBackend {
         return io_uring_get_sqe(ring)
     }
 
-    /// Marks an entry just prepared for a registered file or buffer or a direct accept, and links the operation's
-    /// deadline (``entry(for:)`` left room for it).
+    /// Marks an entry just prepared for a registered file, a registered buffer or a direct accept,
+    /// and links the operation's deadline (``entry(for:)`` left room for it).
     @inline(never)
     private func prepareExtras(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         if op.pointee.extras & OperationExtras.registeredFile != 0 { weft_sqe_fixed_file(sqe) }
-        if op.pointee.extras & OperationExtras.directAccept != 0 { weft_sqe_direct_target(sqe, op.pointee.tableIndex) }
+        if op.pointee.extras & OperationExtras.directAccept != 0 {
+            weft_sqe_direct_target(sqe, op.pointee.tableIndex)
+        }
         if op.pointee.extras & OperationExtras.registeredBuffer != 0 {
             weft_sqe_fixed_buffer(sqe, UInt32(op.pointee.tableIndex))
         }
