@@ -8,6 +8,8 @@ private final class PingPong {
     var context: ExecutionContext?
     var rounds = 0
     var seen: [Int] = []
+    /// The top of the context's stack (``depthEntry``).
+    var top = 0
 }
 
 private let pingPongEntry: ExecutionContext.Entry = { transfer, argument in
@@ -75,4 +77,54 @@ final class ExecutionContextTests: PoolCheckedTestCase {
         state.resumer.destroyResumer()
         XCTAssertEqual(state.seen, [1, 2, 3, 4])
     }
+
+    func testARestartedContextRunsItsNewEntryFromTheTopOfTheSameStack() throws {
+        for kind in [Stack.Kind.guarded, .compact] {
+            let stack = try StackPool.shared.allocate(kind)
+            defer { StackPool.shared.release(stack) }
+            let state = PingPong()
+            defer { state.resumer.destroyResumer() }
+            let context = ExecutionContext(stack: stack, entry: pingPongEntry, argument: Unmanaged.passUnretained(state).toOpaque())
+            state.context = context
+            var depths: Set<Int> = []
+            for run in 1...200 {
+                // Each run is a new coroutine with its own state and round count.
+                let runState = PingPong()
+                runState.resumer.destroyResumer()
+                runState.resumer = state.resumer
+                runState.context = context
+                runState.rounds = run % 3 + 1
+                runState.top = Int(bitPattern: stack.top)
+                // The first restart finds a context that never ran, the others one that exited.
+                context.restart(entry: depthEntry, argument: Unmanaged.passUnretained(runState).toOpaque())
+                var replies: [Int] = []
+                while true {
+                    let reply = state.resumer.switch(to: context, transfer: UnsafeMutableRawPointer(bitPattern: run))
+                    guard let reply else { break }
+                    replies.append(Int(bitPattern: reply))
+                }
+                XCTAssertEqual(runState.seen.count, runState.rounds, "\(kind) run \(run)")
+                XCTAssertEqual(replies.count, runState.rounds, "\(kind) run \(run)")
+                depths.insert(replies[0])
+            }
+            context.release()
+            // Every run started at the same depth: a restart begins at the top of the stack.
+            XCTAssertEqual(depths.count, 1, "\(kind): start depths \(depths)")
+            let depth = try XCTUnwrap(depths.first)
+            XCTAssertGreaterThan(depth, 0)
+            XCTAssertLessThan(depth, 16 * 1024, "\(kind): the first frame sits \(depth) bytes below the top")
+        }
+    }
+}
+
+/// Replies with how far below the top of its stack a local sits, `rounds` times, then exits.
+private let depthEntry: ExecutionContext.Entry = { transfer, argument in
+    let state = Unmanaged<PingPong>.fromOpaque(argument!).takeUnretainedValue()
+    var marker = 0
+    let depth = withUnsafeMutablePointer(to: &marker) { state.top - Int(bitPattern: $0) }
+    for _ in 0..<state.rounds {
+        state.seen.append(Int(bitPattern: transfer))
+        _ = state.context!.switch(to: state.resumer, transfer: UnsafeMutableRawPointer(bitPattern: depth))
+    }
+    state.context!.exit(to: state.resumer, transfer: nil)
 }

@@ -46,6 +46,64 @@ final class MisuseTests: RuntimeTestCase {
         }
     }
 
+    func testConcurrentJoinsOfOneFiberLetExactlyOneWin() throws {
+        try runBoth { executors in
+            for round in 0..<50 {
+                let release = Counter()
+                let child = try Fiber.spawn { () throws -> Int in
+                    while release.value == 0 { try Fiber.yield() }
+                    return round
+                }
+                let won = Counter()
+                let refused = Counter()
+                let joiners = try (0..<3).map { _ in
+                    try Fiber.spawn {
+                        do {
+                            let value = try child.join()
+                            XCTAssertEqual(value, round)
+                            won.add()
+                        } catch {
+                            XCTAssertEqual(error as? FiberError, .alreadyJoined)
+                            refused.add()
+                        }
+                    }
+                }
+                // Let every joiner reach its join (or its refusal) before the child may end, so
+                // the refused ones meet a fiber that has a joiner waiting.
+                while won.value + refused.value < 2 { try Fiber.yield() }
+                release.add()
+                for joiner in joiners { try joiner.join() }
+                XCTAssertEqual(won.value, 1, "round \(round), \(executors) executors")
+                XCTAssertEqual(refused.value, 2, "round \(round), \(executors) executors")
+                XCTAssertThrowsError(try child.detach()) { XCTAssertEqual($0 as? FiberError, .alreadyJoined) }
+            }
+        }
+    }
+
+    func testFibersSpawnedFromOtherThreadsKeepTheRuntimeRunning() throws {
+        let done = Counter()
+        try runBoth { _ in
+            let runtime = Runtime.current!
+            // Spawned from a pool thread (counted apart from the executors' own spawns), each
+            // spawning a child from its executor in turn; nobody joins, and the body returns first.
+            // The children outlive their parents, waiting on a task: no operation of theirs is
+            // pending in a loop, so only the count of live fibers keeps the runtime going.
+            try Fiber.spawnBlocking {
+                for _ in 0..<20 {
+                    try runtime.spawn {
+                        try Fiber.spawn {
+                            try Fiber.await { try await Task.sleep(for: .milliseconds(5)) }
+                            done.add()
+                        }.detach()
+                        try Fiber.sleep(for: .milliseconds(1))
+                        done.add()
+                    }.detach()
+                }
+            }
+        }
+        XCTAssertEqual(done.value, 80, "Runtime.run returned before every fiber finished")
+    }
+
     func testSpawnAfterTheRuntimeStoppedIsRefused() throws {
         let runtime = try Runtime.run { Runtime.current! }
         XCTAssertThrowsError(try runtime.spawn { 1 }) { XCTAssertEqual($0 as? FiberError, .runtimeStopped) }

@@ -84,6 +84,7 @@ class RuntimeTestCase: XCTestCase {
         for count in executors {
             let descriptors = Self.openDescriptors()
             let pool = try Self.makePool()
+            Runtime.tracksFiberObjects = true
             let objects = Runtime.liveFiberObjects
             let result = try Runtime.run(options: .init(executors: .exact(count), stackKind: stackKind, stackPool: pool)) {
                 try body(count)

@@ -50,6 +50,7 @@ class SyncTestCase: XCTestCase {
     func runBoth(file: StaticString = #filePath, line: UInt = #line, _ body: @escaping @Sendable (_ executors: Int) throws -> Void) throws {
         for count in Self.flavours {
             let pool = try Self.makePool()
+            Runtime.tracksFiberObjects = true
             let objects = Runtime.liveFiberObjects
             try Runtime.run(options: .init(executors: .exact(count), stackPool: pool)) { try body(count) }
             let statistics = pool.statistics

@@ -260,6 +260,20 @@ weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, s
     return fiber;
 }
 
+void weft_fiber_restart(weft_fiber *fiber, void (*entry)(void *, void *), void *arg) {
+#if WEFT_ASAN
+    /* The frames of the run that ended are gone: nothing on the stack stays poisoned. */
+    __asan_unpoison_memory_region(fiber->stack_lo, fiber->stack_size);
+#endif
+    memset(fiber->tlc, 0, sizeof fiber->tlc);
+    fiber->entry = entry;
+    fiber->arg = arg;
+    fiber->switched_from = NULL;
+    fiber->asan_fake_stack = NULL;
+    fiber->as_current = fiber;
+    fiber->sp = weft_context_make(fiber, weft_fiber_boot, fiber);
+}
+
 void weft_fiber_release(weft_fiber *fiber) {
 #if WEFT_VALGRIND
     if (fiber->valgrind_stack != 0) {

@@ -67,6 +67,21 @@ public struct ExecutionContext: @unchecked Sendable, Hashable {
     /// Frees a resumer made by ``makeResumer()``.
     public func destroyResumer() { weft_fiber_thread_destroy(fiber) }
 
+    /// Makes a context whose entry has exited (``exit(to:transfer:)``), or that never ran, start
+    /// again on the same stack: the next switch into it runs `entry(transfer, argument)` from the
+    /// top of the stack, as a context just made there would. Costs a fraction of releasing the
+    /// context, returning the stack and making a new one, which is why a scheduler keeps a
+    /// finished context to run its next coroutine on.
+    ///
+    /// Only for a context made on a stack, and never one that is suspended in the middle of its
+    /// entry: whatever its frames hold would be abandoned.
+    /// - Parameters:
+    ///   - entry: Where the context starts; it must end with ``exit(to:transfer:)``.
+    ///   - argument: Passed to `entry`.
+    public func restart(entry: Entry, argument: UnsafeMutableRawPointer?) {
+        weft_fiber_restart(fiber, entry, argument)
+    }
+
     /// Releases the per-context state a sanitizer keeps; call it once the context is finished or
     /// abandoned, before its stack goes back to the pool.
     public func release() { weft_fiber_release(fiber) }

@@ -74,6 +74,12 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     private let runtimeRef: Unmanaged<Runtime>
     private let stackPoolRef: Unmanaged<StackPool>
     private let stackKind: Stack.Kind
+    /// The context of the fiber that finished last here, with its stack, kept for the next fiber
+    /// (``prepare(_:)``): restarting it costs a fraction of a release to the pool and a new
+    /// context. One per executor; back to the pool when the scheduler ends. Not kept for a pool
+    /// that retains no stacks (``WeftContext/StackPool/Configuration/highWaterMark`` 0).
+    @exclusivity(unchecked) private var spare: (context: ExecutionContext, stack: Stack)?
+    private let keepsSpare: Bool
 
     init(index: Int, runtime: Runtime, loop: Loop, shared: Bool) {
         self.index = index
@@ -82,6 +88,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         runtimeRef = Unmanaged.passUnretained(runtime)
         stackPoolRef = Unmanaged.passUnretained(runtime.stackPool)
         stackKind = runtime.stackKind
+        keepsSpare = runtime.stackPool.configuration.highWaterMark > 0
         self.loop = loop
         self.waker = loop.waker
         self.resumer = ExecutionContext.makeResumer()
@@ -355,6 +362,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             return jobs
         }
         for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        if let (context, stack) = spare {
+            spare = nil
+            context.release()
+            stackPoolRef._withUnsafeGuaranteedRef { $0.release(stack) }
+        }
     }
 
     /// Waits in the loop until a completion or a wake. The flag is raised before the queues are
@@ -394,11 +406,18 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// a fiber that cannot get a stack is completed with the error. Returns whether it can run.
     private func prepare(_ fiber: FiberCore) -> Bool {
         if fiber.context != nil { return true }
+        let argument = Unmanaged.passUnretained(fiber).toOpaque()
+        if let (context, stack) = spare {
+            spare = nil
+            context.restart(entry: fiberEntry, argument: argument)
+            fiber.stack = stack
+            fiber.context = context
+            return true
+        }
         do {
             let stack = try stackPoolRef._withUnsafeGuaranteedRef { try $0.allocate(stackKind) }
             fiber.stack = stack
-            fiber.context = ExecutionContext(
-                stack: stack, entry: fiberEntry, argument: Unmanaged.passUnretained(fiber).toOpaque())
+            fiber.context = ExecutionContext(stack: stack, entry: fiberEntry, argument: argument)
             return true
         } catch {
             fiber.failStart(error)
@@ -517,10 +536,16 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             fiber.pinned = true
             target.push(fiber)
         case .finish:
-            fiber.context!.release()
+            let context = fiber.context!
+            let stack = fiber.stack!
             fiber.context = nil
-            if let stack = fiber.stack { stackPoolRef._withUnsafeGuaranteedRef { $0.release(stack) } }
             fiber.stack = nil
+            if keepsSpare && spare == nil {
+                spare = (context, stack)
+            } else {
+                context.release()
+                stackPoolRef._withUnsafeGuaranteedRef { $0.release(stack) }
+            }
             release(fiber)
         }
     }
@@ -533,7 +558,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// runtime, and the reference it held on itself since it was spawned.
     private func release(_ fiber: FiberCore) {
         fiber.locals = nil
-        runtimeRef._withUnsafeGuaranteedRef { $0.fiberFinished() }
+        runtimeRef._withUnsafeGuaranteedRef { $0.fiberFinished(fiber) }
         Unmanaged.passUnretained(fiber).release()
     }
 }

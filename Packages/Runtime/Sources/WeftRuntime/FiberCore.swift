@@ -3,8 +3,11 @@ import Synchronization
 import WeftContext
 import WeftLoop
 
-/// Process-wide counters used by leak checks.
+/// Process-wide count of fiber objects for leak checks, kept only once a test turns it on
+/// (``Runtime/tracksFiberObjects``): two locked instructions per fiber are not worth paying in
+/// production for a figure only tests read.
 enum FiberCounters {
+    static let tracking = Atomic<Bool>(false)
     static let liveObjects = Atomic<Int>(0)
 }
 
@@ -33,11 +36,23 @@ final class FiberCore: @unchecked Sendable {
         static let parkedCancellable = 3
     }
 
-    /// `completion` values: the join protocol.
+    /// `completion`: the join protocol in one word. Flag bits, and the address of the fiber
+    /// waiting in a join (heap objects are 16-byte aligned), so a join claims the fiber and
+    /// registers as its waiter with one compare-and-swap, and the only one that can: a join that
+    /// finds the fiber claimed writes nothing.
     enum Completion {
-        static let running = 0
-        static let waiting = 1
-        static let finished = 2
+        /// The body has ended and its result is kept.
+        static let finished = 1
+        /// Claimed by a join or an await: later joins fail.
+        static let joined = 2
+        /// Detached: later joins fail.
+        static let detached = 4
+        /// An await waits for the end (``waiterContinuation``).
+        static let awaited = 8
+        /// The claim bits.
+        static let claimed = joined | detached
+        /// The flag bits; the rest is the joining fiber's address, or zero.
+        static let flags = 15
     }
 
     /// `cancelBits`: bit 0 cancelled from outside, bit 1 a `CancellationError` was delivered for the
@@ -58,15 +73,17 @@ final class FiberCore: @unchecked Sendable {
     /// Set while the fiber must run on the executor it is queued on (it hopped there to finish
     /// with that executor's loop): stealers leave it.
     @exclusivity(unchecked) var pinned = false
+    /// Counted in its one-executor runtime's `localLive` rather than `live` (see `Runtime.admit`).
+    @exclusivity(unchecked) var countedLocally = false
     /// The executor the fiber last ran on: wakes from other threads queue it there.
     @exclusivity(unchecked) var lastExecutor: Unmanaged<Executor>?
     let runState = Atomic<Int>(Run.running)
 
-    let completion = Atomic<Int>(Completion.running)
-    /// 1 once joined (or awaited), 2 once detached.
-    let joinClaim = Atomic<Int>(0)
-    /// The fiber parked in ``waitForJoin()`` (unretained: a parked fiber keeps itself alive).
-    @exclusivity(unchecked) var waiterFiber: Unmanaged<FiberCore>?
+    /// ``Completion`` bits and the joining fiber.
+    let completion = Atomic<Int>(0)
+    /// Whether the body has ended (its result, if not yet taken, is kept).
+    var isFinished: Bool { completion.load(ordering: .acquiring) & Completion.finished != 0 }
+    /// The task awaiting the fiber (``JoinHandle/value``), set by the one that claimed the join.
     @exclusivity(unchecked) var waiterContinuation: UnsafeContinuation<Void, Never>?
 
     let cancelBits = Atomic<Int>(0)
@@ -106,16 +123,19 @@ final class FiberCore: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var stored = Stored.nothing
     /// Runs, fails or destroys what ``storage`` holds; the only code that knows its type.
     @usableFromInline let thunk: FiberThunk
+    /// Whether this object is in ``FiberCounters/liveObjects`` (made while tracking was on).
+    private let counted: Bool
 
     @usableFromInline
     init(thunk: @escaping FiberThunk) {
         self.thunk = thunk
-        FiberCounters.liveObjects.wrappingAdd(1, ordering: .relaxed)
+        counted = FiberCounters.tracking.load(ordering: .relaxed)
+        if counted { FiberCounters.liveObjects.wrappingAdd(1, ordering: .relaxed) }
     }
 
     deinit {
         if stored != Stored.nothing { thunk(self, .destroy) }
-        FiberCounters.liveObjects.wrappingSubtract(1, ordering: .relaxed)
+        if counted { FiberCounters.liveObjects.wrappingSubtract(1, ordering: .relaxed) }
     }
 
     /// Starts a freshly made fiber on the calling executor (the non-generic half of
@@ -197,7 +217,7 @@ final class FiberCore: @unchecked Sendable {
             let old = cancelBits.bitwiseOr(CancelBit.external, ordering: .sequentiallyConsistent).oldValue
             if old & CancelBit.external != 0 { return }
         }
-        if completion.load(ordering: .acquiring) == Completion.finished { return }
+        if isFinished { return }
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
         // A fiber in a cancellable wait: make it runnable; it ends or passes on the cancellation
@@ -446,15 +466,13 @@ extension FiberCore {
             self.group = nil
             group.childFinished(self)
         }
-        let old = completion.exchange(Completion.finished, ordering: .sequentiallyConsistent)
-        if old == Completion.waiting {
-            if let waiter = waiterFiber {
-                waiterFiber = nil
-                waiter._withUnsafeGuaranteedRef { FiberCore.wake($0) }
-            } else if let continuation = waiterContinuation {
-                waiterContinuation = nil
-                continuation.resume()
-            }
+        let old = completion.bitwiseOr(Completion.finished, ordering: .sequentiallyConsistent).oldValue
+        if let joiner = UnsafeMutableRawPointer(bitPattern: old & ~Completion.flags) {
+            // Unretained: a parked fiber keeps itself alive.
+            Unmanaged<FiberCore>.fromOpaque(joiner)._withUnsafeGuaranteedRef { FiberCore.wake($0) }
+        } else if old & Completion.awaited != 0, let continuation = waiterContinuation {
+            waiterContinuation = nil
+            continuation.resume()
         }
         if !observed.load(ordering: .sequentiallyConsistent) { return }
         lockObservers()
@@ -480,7 +498,7 @@ extension FiberCore {
         lockObservers()
         defer { unlockObservers() }
         // A completion that did not see `observed` is visible here.
-        if observersNotified || completion.load(ordering: .sequentiallyConsistent) == Completion.finished { return false }
+        if observersNotified || completion.load(ordering: .sequentiallyConsistent) & Completion.finished != 0 { return false }
         observers.append(observer)
         return true
     }

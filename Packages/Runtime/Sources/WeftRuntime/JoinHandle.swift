@@ -9,7 +9,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
     init(fiber: FiberCore) { self.fiber = fiber }
 
     /// Whether the fiber has finished.
-    public var isFinished: Bool { fiber.completion.load(ordering: .acquiring) == FiberCore.Completion.finished }
+    public var isFinished: Bool { fiber.isFinished }
 
     /// The fiber's scheduling state, for diagnosing a hang (racy snapshot).
     package var debugState: String {
@@ -33,8 +33,14 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// ``FiberError/detached``.
     /// - Throws: ``FiberError/alreadyJoined`` if the fiber was joined already.
     public func detach() throws(FiberError) {
-        let (done, original) = fiber.joinClaim.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing)
-        if !done && original == 1 { throw .alreadyJoined }
+        var word = fiber.completion.load(ordering: .relaxed)
+        while word & FiberCore.Completion.claimed == 0 {
+            let (done, original) = fiber.completion.compareExchange(
+                expected: word, desired: word | FiberCore.Completion.detached, ordering: .acquiringAndReleasing)
+            if done { return }
+            word = original
+        }
+        if word & FiberCore.Completion.joined != 0 { throw .alreadyJoined }
     }
 
     private func claim() throws(FiberError) { try fiber.claimJoin() }
@@ -81,14 +87,11 @@ public struct JoinHandle<T: Sendable>: Sendable {
         get async throws {
             try claim()
             let fiber = self.fiber
-            if fiber.completion.load(ordering: .acquiring) != FiberCore.Completion.finished {
+            if !fiber.isFinished {
                 await withTaskCancellationHandler {
                     await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                         fiber.waiterContinuation = continuation
-                        let (waiting, _) = fiber.completion.compareExchange(
-                            expected: FiberCore.Completion.running, desired: FiberCore.Completion.waiting,
-                            ordering: .acquiringAndReleasing)
-                        if !waiting {
+                        if !fiber.registerAwait() {
                             fiber.waiterContinuation = nil
                             continuation.resume()
                         }
@@ -113,8 +116,28 @@ package final class FiberObserver: @unchecked Sendable {
 
 extension FiberCore {
     func claimJoin() throws(FiberError) {
-        let (done, original) = joinClaim.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing)
-        if !done { throw original == 1 ? .alreadyJoined : .detached }
+        var word = completion.load(ordering: .relaxed)
+        while true {
+            if word & Completion.joined != 0 { throw .alreadyJoined }
+            if word & Completion.detached != 0 { throw .detached }
+            let (done, original) = completion.compareExchange(
+                expected: word, desired: word | Completion.joined, ordering: .acquiringAndReleasing)
+            if done { return }
+            word = original
+        }
+    }
+
+    /// Registers the claimer's ``waiterContinuation``; false (nothing registered) when the fiber
+    /// has finished.
+    func registerAwait() -> Bool {
+        var word = completion.load(ordering: .relaxed)
+        while word & Completion.finished == 0 {
+            let (done, original) = completion.compareExchange(
+                expected: word, desired: word | Completion.awaited, ordering: .acquiringAndReleasing)
+            if done { return true }
+            word = original
+        }
+        return false
     }
 
     /// The non-generic half of ``JoinHandle/join()``: claims the join and parks the calling fiber
@@ -130,17 +153,20 @@ extension FiberCore {
 
     private func waitForJoin(by me: FiberCore, _ unmanaged: Unmanaged<FiberCore>) -> FiberError? {
         if me === self { return .joinedItself }
-        do { try claimJoin() } catch { return error }
-        if completion.load(ordering: .acquiring) == Completion.finished { return nil }
-        waiterFiber = unmanaged
-        let (waiting, _) = completion.compareExchange(
-            expected: Completion.running, desired: Completion.waiting, ordering: .acquiringAndReleasing)
-        if waiting {
-            // Cancelling the joiner cancels this fiber; the join goes on waiting for it.
-            me.parkPassingOnCancellation { cancel(timeout: false) }
-        } else {
-            waiterFiber = nil
+        let address = Int(bitPattern: unmanaged.toOpaque())
+        var word = completion.load(ordering: .relaxed)
+        while true {
+            if word & Completion.joined != 0 { return .alreadyJoined }
+            if word & Completion.detached != 0 { return .detached }
+            let finished = word & Completion.finished != 0
+            let (done, original) = completion.compareExchange(
+                expected: word, desired: word | Completion.joined | (finished ? 0 : address), ordering: .acquiringAndReleasing)
+            if done {
+                // Cancelling the joiner cancels this fiber; the join goes on waiting for it.
+                if !finished { me.parkPassingOnCancellation { cancel(timeout: false) } }
+                return nil
+            }
+            word = original
         }
-        return nil
     }
 }

@@ -79,6 +79,12 @@ public final class Runtime: @unchecked Sendable {
     /// between the last finish and the stop).
     let live = Atomic<Int>(0)
     static let stopBit = 1 << 62
+    /// With one executor, the fibers admitted on its thread are counted here instead of in
+    /// ``live``, without a locked instruction: that thread admits them and finishes every fiber.
+    /// The runtime stops once both counts are zero (see ``fiberFinished(_:)``).
+    @exclusivity(unchecked) private var localLive = 0
+    /// Whether this runtime has one executor (see ``localLive``).
+    private let single: Bool
 
     var isStopping: Bool { live.load(ordering: .acquiring) & Runtime.stopBit != 0 }
 
@@ -93,6 +99,7 @@ public final class Runtime: @unchecked Sendable {
     private init(options: Options, loops: [Loop]) {
         stackPool = options.stackPool ?? StackPool.shared
         stackKind = options.stackKind
+        single = loops.count == 1
         var made: [Executor] = []
         for (index, loop) in loops.enumerated() {
             made.append(Executor(index: index, runtime: self, loop: loop, shared: loops.count > 1))
@@ -123,12 +130,21 @@ public final class Runtime: @unchecked Sendable {
                 + "inbox=\(e.inboxCount.load(ordering: .relaxed)) cancelsTaken=\(e.cancelsTaken.load(ordering: .relaxed)) "
                 + "loop[\(e.loop.debugState)]"
         }
-        return "live=\(live.load(ordering: .relaxed)) injected=\(injectedCount.load(ordering: .relaxed)) "
+        return "live=\(live.load(ordering: .relaxed))+\(localLive) injected=\(injectedCount.load(ordering: .relaxed)) "
             + "stopping=\(isStopping) " + parts.joined(separator: " ")
     }
 
-    /// Fiber objects alive in the process (every runtime): a leak check for tests.
+    /// Fiber objects alive in the process (every runtime) that were made while
+    /// ``tracksFiberObjects`` was on: a leak check for tests.
     package static var liveFiberObjects: Int { FiberCounters.liveObjects.load(ordering: .acquiring) }
+
+    /// Whether new fiber objects are counted in ``liveFiberObjects`` (off by default: counting
+    /// costs two locked instructions per fiber). Objects made while it is off are never counted,
+    /// so the figure stays exact whenever it is turned on.
+    package static var tracksFiberObjects: Bool {
+        get { FiberCounters.tracking.load(ordering: .relaxed) }
+        set { FiberCounters.tracking.store(newValue, ordering: .relaxed) }
+    }
 
     /// Runs `body` as the first fiber of a new runtime and blocks until every fiber has finished.
     ///
@@ -189,10 +205,16 @@ public final class Runtime: @unchecked Sendable {
 
     // MARK: Fibers
 
-    /// Counts a new fiber and gives it its self-reference (released when it finishes).
+    /// Counts a new fiber and gives it its self-reference (released when it finishes). Called on
+    /// an executor thread of this runtime, or by ``run(options:_:)`` before it starts.
     func admit(_ fiber: FiberCore) {
         fiber.runtime = self
-        live.wrappingAdd(1, ordering: .relaxed)
+        if single {
+            localLive += 1
+            fiber.countedLocally = true
+        } else {
+            live.wrappingAdd(1, ordering: .relaxed)
+        }
         _ = Unmanaged.passRetained(fiber)
     }
 
@@ -276,8 +298,13 @@ public final class Runtime: @unchecked Sendable {
     }
 
     /// Called by an executor when a fiber has finished; the last one stops the runtime.
-    func fiberFinished() {
-        if live.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue != 0 { return }
+    func fiberFinished(_ fiber: FiberCore) {
+        if fiber.countedLocally {
+            localLive -= 1
+            if localLive != 0 || live.load(ordering: .acquiring) != 0 { return }
+        } else {
+            if live.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue != 0 || localLive != 0 { return }
+        }
         // A spawn from outside may have raised the count again meanwhile: then this is no stop.
         let (stopped, _) = live.compareExchange(expected: 0, desired: Runtime.stopBit, ordering: .sequentiallyConsistent)
         if stopped {

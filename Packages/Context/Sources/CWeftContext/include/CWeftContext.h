@@ -68,6 +68,10 @@ static inline size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) +
 weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, size_t guard_size,
                             int compact, uint64_t id, void (*entry)(void *, void *), void *arg);
 
+/* Makes a record whose context has exited (or never ran) start again on the same stack: the next
+ * switch into it runs entry(transfer, arg) from the top. Keeps the stack's registrations. */
+void weft_fiber_restart(weft_fiber *fiber, void (*entry)(void *, void *), void *arg);
+
 /* A heap record standing for the calling thread's own stack (the side that resumes contexts). */
 weft_fiber *weft_fiber_thread_create(void);
 void weft_fiber_thread_destroy(weft_fiber *fiber);
