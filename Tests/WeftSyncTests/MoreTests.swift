@@ -22,6 +22,71 @@ final class MoreTests: SyncTestCase {
         }
     }
 
+    func testWaitsThatBeginCancelledThrowAndLeaveThePrimitivesUsable() throws {
+        try runBoth { executors in
+            let mutex = Mutex()
+            try mutex.lock()
+            let rwLock = RwLock()
+            try rwLock.writeLock()
+            let semaphore = Semaphore(permits: 0)
+            let notify = Notify()
+            let event = ResetEvent()
+            let future = Future<Int>()
+            let channel = Channel<Int>()
+            let full = Channel<Int>(capacity: 1)
+            try full.send(0)
+            // Each would wait; its fiber is cancelled before it runs (with one executor; with
+            // several it may already wait), so the wait begins, or is, cancelled. The wait takes
+            // the primitive's lock, finds it must wait, sees the cancellation and must let go of
+            // the lock with nothing queued.
+            let waits: [(String, @Sendable () throws -> Void)] = [
+                ("Mutex.lock", { try mutex.lock() }),
+                ("RwLock.readLock", { try rwLock.readLock() }),
+                ("RwLock.writeLock", { try rwLock.writeLock() }),
+                ("Semaphore.wait", { try semaphore.wait() }),
+                ("Notify.wait", { try notify.wait() }),
+                ("ResetEvent.wait", { try event.wait() }),
+                ("Future.get", { _ = try future.get() }),
+                ("Channel.receive", { _ = try channel.receive() }),
+                ("Channel.send", { try full.send(1) }),
+            ]
+            for (name, wait) in waits {
+                let fiber = try Fiber.spawn { () -> Bool in
+                    do { try wait() } catch is CancellationError { return true }
+                    return false
+                }
+                fiber.cancel()
+                XCTAssertTrue(try fiber.join(), "\(name), \(executors) executors")
+            }
+            XCTAssertEqual(mutex.waiterCount, 0)
+            XCTAssertEqual(rwLock.waiterCount, 0)
+            XCTAssertEqual(semaphore.waiterCount, 0)
+            XCTAssertEqual(notify.waiterCount, 0)
+            XCTAssertEqual(event.waiterCount, 0)
+            XCTAssertEqual(future.waiterCount, 0)
+            XCTAssertEqual(channel.waitingReceivers, 0)
+            XCTAssertEqual(full.waitingSenders, 0)
+            // Every primitive still works (a lock left held would hang here).
+            try mutex.unlock()
+            try mutex.lock()
+            try mutex.unlock()
+            try rwLock.writeUnlock()
+            try rwLock.readLock()
+            try rwLock.readUnlock()
+            semaphore.signal()
+            try semaphore.wait()
+            notify.notifyOne()
+            try notify.wait()
+            event.set()
+            try event.wait()
+            try future.set(3)
+            XCTAssertEqual(try future.get(), 3)
+            XCTAssertFalse(try channel.trySend(1))
+            XCTAssertEqual(try full.tryReceive(), 0)
+            XCTAssertNil(try full.tryReceive())
+        }
+    }
+
     func testConditionWithRecursiveMutexRestoresDepth() throws {
         try runBoth { _ in
             let mutex = RecursiveMutex()

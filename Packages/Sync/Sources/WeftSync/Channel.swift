@@ -127,55 +127,44 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; in each case the value was not delivered.
     @inlinable
     public func send(_ value: Element, timeout: Duration?) throws {
-        // The fast path, one lock round: buffer space and no parked receiver (the steady state of
-        // a busy buffered channel), or a parked receiver to hand the value to.
-        var wake: UnsafeMutablePointer<Parking>? = nil
-        var closed = false
-        let sent = state.withLock { state -> Bool in
-            if state.closed {
-                closed = true
-                return false
-            }
-            if state.receivers.head == nil {
-                if state.count == state.capacity { return false }
-                state.push(value)
-                return true
-            }
-            return state.give(value, &wake)
+        // One lock round: buffer space and no parked receiver (the steady state of a busy buffered
+        // channel), a parked receiver to hand the value to, or else (still holding the lock) the
+        // sender's node in the queue.
+        state.lock()
+        let shared = state.value
+        if shared.pointee.closed {
+            state.unlock()
+            throw SyncError.closed(operation: "Channel.send")
         }
-        if sent {
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        if shared.pointee.receivers.head == nil {
+            if shared.pointee.count < shared.pointee.capacity {
+                shared.pointee.push(value)
+                state.unlock()
+                return
+            }
+        } else if shared.pointee.give(value, &wake) {
+            state.unlock()
             if let wake { Parking.wake(wake) }
             return
         }
-        if closed { throw SyncError.closed(operation: "Channel.send") }
         try sendSlowly(value, timeout: timeout)
     }
 
-    /// The rest of ``send(_:timeout:)``: a wait for space or a receiver (the fast path just
-    /// found neither).
+    /// The rest of ``send(_:timeout:)``, entered holding the lock: no receiver and no buffer space,
+    /// so the sender queues its value and waits.
     @inlinable
     @inline(never)
     func sendSlowly(_ value: Element, timeout: Duration?) throws {
         var value = value
-        var wake: UnsafeMutablePointer<Parking>? = nil
-        var closedNow = false
         let closed = try withUnsafeMutablePointer(to: &value) { pointer throws -> Bool in
             try blockingWait(
-                "Channel.send", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
-                enqueue: { node in
-                    state.withLock { state in
-                        if state.closed {
-                            closedNow = true
-                            return .done
-                        }
-                        if state.give(pointer.pointee, &wake) { return .done }
-                        return state.senders.wait(node)
-                    }
-                },
+                "Channel.send", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
+                publish: { node in state.value.pointee.senders.append(node) },
+                unlock: { state.unlock() },
                 dequeue: { node in state.withLock { $0.senders.remove(node) } })
         }
-        if let wake { Parking.wake(wake) }
-        if closed || closedNow { throw SyncError.closed(operation: "Channel.send") }
+        if closed { throw SyncError.closed(operation: "Channel.send") }
     }
 
     /// Sends a value if a receiver waits or the buffer has space.
@@ -209,46 +198,42 @@ public final class Channel<Element: Sendable>: Sendable {
     ///   `CancellationError`; no value was taken in each case.
     @inlinable
     public func receive(timeout: Duration?) throws -> Element {
-        // The fast path, one lock round: a buffered value and no parked sender to move in, so
-        // nobody is woken; otherwise `take` serves parked senders too.
-        var wake: UnsafeMutablePointer<Parking>? = nil
-        var closed = false
-        let value = state.withLock { state -> Element? in
-            if state.count > 0 && state.senders.head == nil { return state.pop() }
-            if let value = state.take(&wake) { return value }
-            closed = state.closed
-            return nil
+        // One lock round: a buffered value and no parked sender to move in (nobody is woken), a
+        // value from `take` (which serves parked senders too), or else (still holding the lock)
+        // the receiver's node in the queue.
+        state.lock()
+        let shared = state.value
+        if shared.pointee.count > 0 && shared.pointee.senders.head == nil {
+            let value = shared.pointee.pop()
+            state.unlock()
+            return value
         }
-        if let value {
+        var wake: UnsafeMutablePointer<Parking>? = nil
+        if let value = shared.pointee.take(&wake) {
+            state.unlock()
             if let wake { Parking.wake(wake) }
             return value
         }
-        if closed { throw SyncError.closed(operation: "Channel.receive") }
+        if shared.pointee.closed {
+            state.unlock()
+            throw SyncError.closed(operation: "Channel.receive")
+        }
         return try receiveSlowly(timeout: timeout)
     }
 
-    /// The rest of ``receive(timeout:)``: a wait for a value (the fast path just found none).
+    /// The rest of ``receive(timeout:)``, entered holding the lock: nothing to take and the
+    /// channel open, so the receiver queues and waits.
     @inlinable
     @inline(never)
     func receiveSlowly(timeout: Duration?) throws -> Element {
         var received: Element? = nil
-        var wake: UnsafeMutablePointer<Parking>? = nil
         _ = try withUnsafeMutablePointer(to: &received) { pointer throws -> Bool in
             try blockingWait(
-                "Channel.receive", timeout: timeout, cancellable: true, triedAlready: true, slot: UnsafeMutableRawPointer(pointer),
-                enqueue: { node in
-                    state.withLock { state in
-                        if let value = state.take(&wake) {
-                            pointer.pointee = value
-                            return .done
-                        }
-                        if state.closed { return .done }
-                        return state.receivers.wait(node)
-                    }
-                },
+                "Channel.receive", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
+                publish: { node in state.value.pointee.receivers.append(node) },
+                unlock: { state.unlock() },
                 dequeue: { node in state.withLock { $0.receivers.remove(node) } })
         }
-        if let wake { Parking.wake(wake) }
         if let received { return received }
         throw SyncError.closed(operation: "Channel.receive")
     }

@@ -39,20 +39,16 @@ public final class Future<Value: Sendable>: Sendable {
     /// - Returns: The value.
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func get(timeout: Duration?) throws -> Value {
-        var result: Value? = nil
+        state.lock()
+        if let value = state.value.pointee.value {
+            state.unlock()
+            return value
+        }
         _ = try blockingWait(
             "Future.get", timeout: timeout, cancellable: true,
-            enqueue: { node in
-                state.withLock { state in
-                    if let value = state.value {
-                        result = value
-                        return .done
-                    }
-                    return state.waiters.wait(node)
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
-        if let result { return result }
         return state.withLock { $0.value! }
     }
 }

@@ -33,6 +33,23 @@ struct Guarded<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
         return try body(&storage.pointee)
     }
 
+    /// Takes the lock, for a caller that must keep it past a scope: a blocking call that found
+    /// it has to wait, and publishes its waiter in the same lock round
+    /// (``blockingWait(_:timeout:cancellable:tag:slot:publish:unlock:dequeue:)``). Pair with
+    /// ``unlock()``; reach the value through ``value``.
+    @inlinable
+    func lock() {
+        if !flag.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { lockSlowly() }
+    }
+
+    /// Releases a lock taken with ``lock()``.
+    @inlinable
+    func unlock() { flag.store(false, ordering: .releasing) }
+
+    /// The guarded value, for the holder of ``lock()`` only.
+    @inlinable
+    var value: UnsafeMutablePointer<Value> { storage }
+
     @usableFromInline
     @inline(never)
     func lockSlowly() {

@@ -46,28 +46,22 @@ final class LockCore: Sendable {
 
     func lock(_ operation: StaticString, timeout: Duration?, cancellable: Bool) throws {
         let me = Parking.currentIdentity
-        switch state.withLock({ attempt(&$0, me) }) {
-        case .acquired: return
-        case .reentered: throw SyncError.alreadyOwned(operation: "\(operation)")
+        // One lock round: acquired, or (still holding the state's lock) queued behind the owner.
+        state.lock()
+        switch attempt(&state.value.pointee, me) {
+        case .acquired:
+            state.unlock()
+            return
+        case .reentered:
+            state.unlock()
+            throw SyncError.alreadyOwned(operation: "\(operation)")
         case .busy: break
         }
-        var reentered = false
         _ = try blockingWait(
             operation, timeout: timeout, cancellable: cancellable, tag: me,
-            enqueue: { node in
-                state.withLock { state in
-                    switch attempt(&state, me) {
-                    case .acquired: return .done
-                    case .reentered:
-                        reentered = true
-                        return .done
-                    case .busy:
-                        return state.waiters.wait(node)
-                    }
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
-        if reentered { throw SyncError.alreadyOwned(operation: "\(operation)") }
     }
 
     /// Releases one level; at depth zero hands the lock to the first waiter.

@@ -37,17 +37,16 @@ public final class Notify: Sendable {
     /// - Parameter timeout: The longest wait, or `nil` for none.
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func wait(timeout: Duration?) throws {
+        state.lock()
+        if state.value.pointee.permit {
+            state.value.pointee.permit = false
+            state.unlock()
+            return
+        }
         _ = try blockingWait(
             "Notify.wait", timeout: timeout, cancellable: true,
-            enqueue: { node in
-                state.withLock { state in
-                    if state.permit {
-                        state.permit = false
-                        return .done
-                    }
-                    return state.waiters.wait(node)
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }
 }

@@ -35,16 +35,15 @@ public final class ResetEvent: Sendable {
     /// - Parameter timeout: The longest wait, or `nil` for none.
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func wait(timeout: Duration?) throws {
+        state.lock()
+        if state.value.pointee.isSet {
+            state.unlock()
+            return
+        }
         _ = try blockingWait(
             "ResetEvent.wait", timeout: timeout, cancellable: true,
-            enqueue: { node in enqueue(node) },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
-    }
-
-    func enqueue(_ node: UnsafeMutablePointer<WaitNode>?) -> Enqueued {
-        state.withLock { state in
-            if state.isSet { return .done }
-            return state.waiters.wait(node)
-        }
     }
 }

@@ -58,18 +58,16 @@ public final class RwLock: Sendable {
     /// - Parameter timeout: The longest wait, or `nil` for none.
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func readLock(timeout: Duration? = nil) throws {
-        if tryReadLock() { return }
+        state.lock()
+        if state.value.pointee.writer == 0 && state.value.pointee.waiters.isEmpty {
+            state.value.pointee.readers += 1
+            state.unlock()
+            return
+        }
         _ = try blockingWait(
             "RwLock.readLock", timeout: timeout, cancellable: true, tag: 0,
-            enqueue: { node in
-                state.withLock { state in
-                    if state.writer == 0 && state.waiters.isEmpty {
-                        state.readers += 1
-                        return .done
-                    }
-                    return state.waiters.wait(node)
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in dequeue(node) })
     }
 
@@ -104,19 +102,22 @@ public final class RwLock: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`,
     ///   ``SyncError/alreadyOwned(operation:)``.
     public func writeLock(timeout: Duration? = nil) throws {
-        if try tryWriteLock() { return }
         let me = Parking.currentIdentity
+        state.lock()
+        let shared = state.value
+        if shared.pointee.writer == me {
+            state.unlock()
+            throw SyncError.alreadyOwned(operation: "RwLock.writeLock")
+        }
+        if shared.pointee.writer == 0 && shared.pointee.readers == 0 && shared.pointee.waiters.isEmpty {
+            shared.pointee.writer = me
+            state.unlock()
+            return
+        }
         _ = try blockingWait(
             "RwLock.writeLock", timeout: timeout, cancellable: true, tag: me,
-            enqueue: { node in
-                state.withLock { state in
-                    if state.writer == 0 && state.readers == 0 && state.waiters.isEmpty {
-                        state.writer = me
-                        return .done
-                    }
-                    return state.waiters.wait(node)
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in dequeue(node) })
     }
 

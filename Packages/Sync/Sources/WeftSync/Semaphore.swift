@@ -41,17 +41,16 @@ public final class Semaphore: Sendable {
     public func wait(timeout: Duration) throws { try wait(timeout: timeout, "Semaphore.wait") }
 
     private func wait(timeout: Duration?, _ operation: StaticString) throws {
+        state.lock()
+        if state.value.pointee.permits > 0 {
+            state.value.pointee.permits -= 1
+            state.unlock()
+            return
+        }
         _ = try blockingWait(
             operation, timeout: timeout, cancellable: true,
-            enqueue: { node in
-                state.withLock { state in
-                    if state.permits > 0 {
-                        state.permits -= 1
-                        return .done
-                    }
-                    return state.waiters.wait(node)
-                }
-            },
+            publish: { node in state.value.pointee.waiters.append(node) },
+            unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }
 

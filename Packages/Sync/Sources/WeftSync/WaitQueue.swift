@@ -148,16 +148,18 @@ enum Enqueued: Sendable {
     case waiting
 }
 
-/// The one blocking path of every primitive: try to complete at once under the primitive's lock;
-/// otherwise check cancellation, publish a node (or complete at once after all), park until
-/// claimed, and on a lost wait unlink the node. A call that completes at once is not a
-/// suspension point.
+/// A blocking path for primitives whose wait does more than queue a node under one lock (a
+/// barrier counts the arrival, a condition releases its mutex, a broadcast receiver steps its
+/// cursor): try to complete at once under the primitive's lock; otherwise check cancellation,
+/// publish a node (or complete at once after all), park until claimed, and on a lost wait unlink
+/// the node. A call that completes at once is not a suspension point. The other primitives keep
+/// their lock from the attempt to the node's publication (the form with `publish` and `unlock`),
+/// which takes the lock once instead of twice.
 ///
 /// - Parameters:
 ///   - operation: Named in ``SyncError/timedOut(operation:)``.
 ///   - timeout: `nil` waits without limit.
 ///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
-///   - triedAlready: The caller's own fast path just tried to complete: skip the first pass.
 ///   - tag: Stored in the node for the primitive.
 ///   - slot: Stored in the node for hand-over.
 ///   - enqueue: Under the primitive's lock: complete at once, or append the node (when given)
@@ -168,26 +170,75 @@ enum Enqueued: Sendable {
 /// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
 @inlinable
 func blockingWait(
-    _ operation: StaticString, timeout: Duration?, cancellable: Bool, triedAlready: Bool = false, tag: UInt = 0,
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
     slot: UnsafeMutableRawPointer? = nil,
     enqueue: (UnsafeMutablePointer<WaitNode>?) -> Enqueued,
     dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
 ) throws -> Bool {
     // First pass without a node: most calls complete here, with no parking set up.
-    if !triedAlready, case .done = enqueue(nil) { return false }
+    if case .done = enqueue(nil) { return false }
     var parking = Parking()
     if cancellable && parking.takeCancellation() { throw CancellationError() }
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
         var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
         return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
             if case .done = enqueue(node) { return false }
-            let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
-            if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
-            dequeue(node)
-            if outcome == Parking.Claim.cancelled { throw CancellationError() }
-            throw SyncError.timedOut(operation: "\(operation)")
+            return try parkQueued(operation, parking, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
         }
     }
+}
+
+/// ``blockingWait(_:timeout:cancellable:tag:slot:enqueue:dequeue:)`` for a caller
+/// that holds the primitive's lock (``Guarded/lock()``) and has just found it must wait: the
+/// cancellation check, the node's publication and the lock's release happen in that same lock
+/// round, so a call that waits takes the lock once before it parks, not twice.
+///
+/// - Parameters:
+///   - operation: Named in ``SyncError/timedOut(operation:)``.
+///   - timeout: `nil` waits without limit.
+///   - cancellable: Whether the call is a suspension point that fiber cancellation ends.
+///   - tag: Stored in the node for the primitive.
+///   - slot: Stored in the node for hand-over.
+///   - publish: Under the held lock: append the node to the primitive's queue.
+///   - unlock: Releases the held lock; called exactly once, before the park or the throw.
+///   - dequeue: Under the primitive's lock (taken again): forget a node whose wait was lost.
+/// - Returns: Whether the primitive was closed rather than served.
+/// - Throws: `CancellationError`, ``SyncError/timedOut(operation:)``.
+@inlinable
+func blockingWait(
+    _ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0,
+    slot: UnsafeMutableRawPointer? = nil,
+    publish: (UnsafeMutablePointer<WaitNode>) -> Void,
+    unlock: () -> Void,
+    dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
+) throws -> Bool {
+    var parking = Parking()
+    if cancellable && parking.takeCancellation() {
+        unlock()
+        throw CancellationError()
+    }
+    return try withUnsafeMutablePointer(to: &parking) { parking throws -> Bool in
+        var node = WaitNode(parking: parking, code: Parking.Claim.firstSignal, slot: slot, tag: tag)
+        return try withUnsafeMutablePointer(to: &node) { node throws -> Bool in
+            publish(node)
+            unlock()
+            return try parkQueued(operation, parking, node, timeout: timeout, cancellable: cancellable, dequeue: dequeue)
+        }
+    }
+}
+
+/// The end of a blocking call whose node is published: parks until claimed and, on a lost wait,
+/// unlinks the node and throws.
+@inlinable
+func parkQueued(
+    _ operation: StaticString, _ parking: UnsafeMutablePointer<Parking>, _ node: UnsafeMutablePointer<WaitNode>,
+    timeout: Duration?, cancellable: Bool, dequeue: (UnsafeMutablePointer<WaitNode>) -> Void
+) throws -> Bool {
+    let outcome = Parking.park(parking, timeout: timeout, cancellable: cancellable)
+    if outcome >= Parking.Claim.firstSignal { return node.pointee.closed }
+    dequeue(node)
+    if outcome == Parking.Claim.cancelled { throw CancellationError() }
+    throw SyncError.timedOut(operation: "\(operation)")
 }
 
 /// A waiter node and a hand-over slot for an async wait, in one allocation: an async function
