@@ -108,6 +108,43 @@ final class SelectTests: SyncTestCase {
         }
     }
 
+    func testEverySelectWatchingOneFiberOrGroupWakes() throws {
+        try runBoth { executors in
+            let gate = ResetEvent()
+            let watched = try Fiber.spawn { () -> Int in try gate.wait(); return 7 }
+            let group = Group()
+            try group.spawn { try gate.wait() }
+            let idle = Channel<Int>()
+            // Several selects (two arms on the fiber in some) observe one fiber and one group at
+            // once: each arm is its own observer in the fiber's and the group's lists.
+            let watchers = try (0..<6).map { index in
+                try Fiber.spawn { () -> String in
+                    do {
+                        if index % 3 == 2 {
+                            return try select(group.onWait().map { "group" }, idle.onReceive().map { _ in "idle" })
+                        }
+                        var arms = [try watched.onJoin().map { "joined \($0)" }]
+                        if index % 3 == 1 { arms.append(try watched.onJoin().map { "again \($0)" }) }
+                        return try select(arms + [idle.onReceive().map { _ in "idle" }])
+                    } catch let error as FiberError {
+                        return "\(error)"
+                    }
+                }
+            }
+            // The idle arm registers last in each select: once all six wait on it, every arm on
+            // the fiber and the group is registered.
+            try Self.until { idle.waitingReceivers == 6 }
+            XCTAssertFalse(watched.isFinished)
+            gate.set()
+            let outcomes = try watchers.map { try $0.join() }
+            let joined = outcomes.filter { $0.hasSuffix(" 7") }
+            XCTAssertEqual(joined.count, 1, "\(outcomes), \(executors) executors")
+            XCTAssertEqual(outcomes.filter { $0 == "group" }.count, 2, "\(outcomes)")
+            // The others woke too and found the fiber joined already.
+            XCTAssertEqual(outcomes.filter { $0 == "\(FiberError.alreadyJoined)" }.count, 3, "\(outcomes)")
+        }
+    }
+
     func testAGroupArmWatchesWithoutAWaiterAndALosingArmChangesNothing() throws {
         try runBoth { _ in
             struct Failure: Error {}

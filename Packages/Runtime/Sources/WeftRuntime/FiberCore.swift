@@ -103,7 +103,7 @@ final class FiberCore: @unchecked Sendable {
     /// finishes without taking the lock (the pair with `completion` is sequentially consistent).
     private let observerLock = Atomic<Bool>(false)
     private let observed = Atomic<Bool>(false)
-    @exclusivity(unchecked) private var observers: [FiberObserver] = []
+    @exclusivity(unchecked) private var observers = ObserverList()
     @exclusivity(unchecked) private var observersNotified = false
 
     @exclusivity(unchecked) var group: GroupCore?
@@ -477,8 +477,7 @@ extension FiberCore {
         if !observed.load(ordering: .sequentiallyConsistent) { return }
         lockObservers()
         observersNotified = true
-        for observer in observers { observer.notify() }
-        observers = []
+        observers.notifyAll()
         unlockObservers()
     }
 
@@ -493,20 +492,20 @@ extension FiberCore {
     private func unlockObservers() { observerLock.store(false, ordering: .releasing) }
 
     /// Adds a completion observer; `false` (and nothing added) if the fiber has completed already.
-    func addObserver(_ observer: FiberObserver) -> Bool {
+    func addObserver(_ observer: any FiberObserver) -> Bool {
         observed.store(true, ordering: .sequentiallyConsistent)
         lockObservers()
         defer { unlockObservers() }
         // A completion that did not see `observed` is visible here.
         if observersNotified || completion.load(ordering: .sequentiallyConsistent) & Completion.finished != 0 { return false }
-        observers.append(observer)
+        observers.add(observer)
         return true
     }
 
     /// Removes an observer if it is still there; once this returns, its callback is not running.
-    func removeObserver(_ observer: FiberObserver) {
+    func removeObserver(_ observer: any FiberObserver) {
         lockObservers()
-        observers.removeAll { $0 === observer }
+        observers.remove(observer)
         unlockObservers()
     }
 }

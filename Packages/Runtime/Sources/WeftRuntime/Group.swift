@@ -33,11 +33,11 @@ public final class Group: Sendable {
     /// watch a group without a fiber waiting on it.
     /// - Parameter observer: The observer.
     /// - Returns: Whether it was added.
-    package func addObserver(_ observer: FiberObserver) -> Bool { core.addObserver(observer) }
+    package func addObserver(_ observer: any FiberObserver) -> Bool { core.addObserver(observer) }
 
     /// Removes an observer if it is still registered; when this returns, its callback is not running.
     /// - Parameter observer: The observer.
-    package func removeObserver(_ observer: FiberObserver) { core.removeObserver(observer) }
+    package func removeObserver(_ observer: any FiberObserver) { core.removeObserver(observer) }
 
     /// Ends an observed wait as ``wait()`` does once every child has finished: throws the first
     /// child error, if any, and makes the group clean for reuse.
@@ -70,7 +70,7 @@ final class GroupCore: @unchecked Sendable {
         var waiter: FiberCore?
         var cancelled = false
         /// Called (under the lock) when the last running child finishes.
-        var observers: [FiberObserver] = []
+        var observers = ObserverList()
     }
 
     let failFast: Bool
@@ -105,17 +105,17 @@ final class GroupCore: @unchecked Sendable {
     }
 
     @inline(never)
-    func addObserver(_ observer: FiberObserver) -> Bool {
+    func addObserver(_ observer: any FiberObserver) -> Bool {
         state.withLock { state in
             if state.running == 0 { return false }
-            state.observers.append(observer)
+            state.observers.add(observer)
             return true
         }
     }
 
     @inline(never)
-    func removeObserver(_ observer: FiberObserver) {
-        state.withLock { $0.observers.removeAll { $0 === observer } }
+    func removeObserver(_ observer: any FiberObserver) {
+        state.withLock { $0.observers.remove(observer) }
     }
 
     /// Ends a wait: returns the first error and makes the group clean for reuse.
@@ -160,8 +160,7 @@ final class GroupCore: @unchecked Sendable {
             }
             if state.running == 0 && !state.observers.isEmpty {
                 // Under the lock, so a removal that returns has no callback still running.
-                for observer in state.observers { observer.notify() }
-                state.observers = []
+                state.observers.notifyAll()
             }
             return (siblings, waiter)
         }

@@ -50,11 +50,11 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// completed already. For select arms that watch a fiber without joining it.
     /// - Parameter observer: The observer.
     /// - Returns: Whether it was added.
-    package func addObserver(_ observer: FiberObserver) -> Bool { fiber.addObserver(observer) }
+    package func addObserver(_ observer: any FiberObserver) -> Bool { fiber.addObserver(observer) }
 
     /// Removes an observer if it is still registered; when this returns, its callback is not running.
     /// - Parameter observer: The observer.
-    package func removeObserver(_ observer: FiberObserver) { fiber.removeObserver(observer) }
+    package func removeObserver(_ observer: any FiberObserver) { fiber.removeObserver(observer) }
 
     /// Joins a fiber that has finished, from a fiber or a plain thread, without waiting.
     /// - Returns: The fiber's result.
@@ -105,13 +105,57 @@ public struct JoinHandle<T: Sendable>: Sendable {
     }
 }
 
-/// A callback that runs once when a fiber completes (see ``JoinHandle/addObserver(_:)``).
-package final class FiberObserver: @unchecked Sendable {
-    let notify: @Sendable () -> Void
+/// Told once when a fiber completes (``JoinHandle/addObserver(_:)``) or a group's last running
+/// child finishes (``Group/addObserver(_:)``): WeftSync's select arms over fibers and groups are
+/// their own observers, so registering one allocates nothing.
+package protocol FiberObserver: AnyObject, Sendable {
+    /// Called once, from the thread that completes the fiber or the group, under the observed
+    /// object's lock: keep it short.
+    func fiberCompleted()
 
-    /// Creates an observer.
-    /// - Parameter notify: The callback.
-    package init(_ notify: @escaping @Sendable () -> Void) { self.notify = notify }
+    /// The link of the observed object's list of observers: storage only, touched by WeftRuntime
+    /// under that object's lock. An observer is in at most one list at a time.
+    var nextObserver: (any FiberObserver)? { get set }
+}
+
+/// The observers of a fiber or a group, linked through ``FiberObserver/nextObserver``: adding one
+/// allocates nothing. Not thread-safe: its owner keeps it under a lock.
+struct ObserverList {
+    private var head: (any FiberObserver)?
+
+    var isEmpty: Bool { head == nil }
+
+    mutating func add(_ observer: any FiberObserver) {
+        observer.nextObserver = head
+        head = observer
+    }
+
+    /// Unlinks `observer` if it is in the list.
+    mutating func remove(_ observer: any FiberObserver) {
+        var previous: (any FiberObserver)? = nil
+        var node = head
+        while let current = node {
+            if current === observer {
+                if let previous { previous.nextObserver = current.nextObserver } else { head = current.nextObserver }
+                current.nextObserver = nil
+                return
+            }
+            previous = current
+            node = current.nextObserver
+        }
+    }
+
+    /// Empties the list and tells each observer (the select arms of different selects: the order
+    /// does not matter).
+    mutating func notifyAll() {
+        var node = head
+        head = nil
+        while let current = node {
+            node = current.nextObserver
+            current.nextObserver = nil
+            current.fiberCompleted()
+        }
+    }
 }
 
 extension FiberCore {

@@ -88,40 +88,67 @@ extension Future: Selectable {
     public func selectCase() -> SelectCase<Value> { onGet() }
 }
 
-/// A fiber's outcome carried across fibers (errors are not `Sendable` in general; this one is
-/// written once and read after the future publishes it).
-/// The observer an arm registered, shared by its register and unregister steps (one select at a
-/// time uses an arm, on one thread).
-final class ObserverBox: @unchecked Sendable {
-    var observer: FiberObserver?
+/// What an ``ObservedArm`` watches: a runtime object that reports its completion to observers.
+protocol ObservedSource {
+    associatedtype Output
+    func addObserver(_ observer: any FiberObserver) -> Bool
+    func removeObserver(_ observer: any FiberObserver)
+    /// The winning arm's result.
+    func finishObserved() throws -> Output
 }
 
-/// A select arm over a runtime object that reports its completion to observers (a fiber, a group):
-/// registering adds an observer that claims and wakes the select; `add` returning `false` means it
-/// has completed already. `finish` produces the result, only for the winning arm.
-private func observedArm<Output>(
-    add: @escaping (FiberObserver) -> Bool, remove: @escaping (FiberObserver) -> Void,
-    finish: @escaping () throws -> Output
-) -> SelectCase<Output> {
-    let box = ObserverBox()
-    return SelectCase(
-        register: { waiter in
-            if let previous = box.observer { remove(previous) }
-            let observer = FiberObserver { if waiter.claim() { waiter.wake() } }
-            box.observer = observer
-            if add(observer) { return .registered }
-            box.observer = nil
-            return waiter.claim() ? .completed : .lost
-        },
-        unregister: { _ in
-            if let observer = box.observer {
-                remove(observer)
-                box.observer = nil
-            }
-        },
-        finish: { _ in try finish() })
+extension JoinHandle: ObservedSource {
+    func finishObserved() throws -> T { try takeFinishedResult() }
 }
 
+extension Group: ObservedSource {
+    func finishObserved() throws { try finishObservedWait() }
+}
+
+/// A select arm over a fiber or a group, which is itself the observer it registers: one
+/// allocation per arm, reused when the select registers again. Registering adds the arm as an
+/// observer (`false` means the source has completed already: claim at once); the completion
+/// claims and wakes the select; `finish` produces the result, for the winning arm only.
+///
+/// `waiter` is written by the select's thread before the arm is added and read by the completing
+/// thread under the source's observer lock, which the adding and the removal take too.
+final class ObservedArm<Source: ObservedSource>: FiberObserver, @unchecked Sendable {
+    let source: Source
+    var waiter: SelectWaiter?
+    var added = false
+    var nextObserver: (any FiberObserver)?
+
+    init(_ source: Source) { self.source = source }
+
+    func fiberCompleted() {
+        if let waiter, waiter.claim() { waiter.wake() }
+    }
+
+    func register(_ waiter: SelectWaiter) -> SelectRegistration {
+        withdraw()
+        self.waiter = waiter
+        if source.addObserver(self) {
+            added = true
+            return .registered
+        }
+        return waiter.claim() ? .completed : .lost
+    }
+
+    func withdraw() {
+        if added {
+            source.removeObserver(self)
+            added = false
+        }
+    }
+
+    /// The select case; its closures capture only the arm.
+    var selectCase: SelectCase<Source.Output> {
+        SelectCase(
+            register: { [self] waiter in register(waiter) },
+            unregister: { [self] _ in withdraw() },
+            finish: { [self] _ in try source.finishObserved() })
+    }
+}
 
 extension JoinHandle {
     /// A select arm that completes with the fiber's result once it has finished.
@@ -131,12 +158,7 @@ extension JoinHandle {
     /// - Returns: The arm (its result throws what the fiber threw, or ``WeftRuntime/FiberError``
     ///   if the handle was joined or detached already).
     /// - Throws: Nothing today; kept so that callers written for the earlier form still compile.
-    public func onJoin() throws -> SelectCase<T> {
-        let handle = self
-        return observedArm(
-            add: { handle.addObserver($0) }, remove: { handle.removeObserver($0) },
-            finish: { try handle.takeFinishedResult() })
-    }
+    public func onJoin() throws -> SelectCase<T> { ObservedArm(self).selectCase }
 }
 
 extension Group {
@@ -145,11 +167,6 @@ extension Group {
     /// for reuse; a losing arm changes nothing. Works from fibers and plain threads.
     /// - Returns: The arm.
     /// - Throws: Nothing today; kept so that callers written for the earlier form still compile.
-    public func onWait() throws -> SelectCase<Void> {
-        let group = self
-        return observedArm(
-            add: { group.addObserver($0) }, remove: { group.removeObserver($0) },
-            finish: { try group.finishObservedWait() })
-    }
+    public func onWait() throws -> SelectCase<Void> { ObservedArm(self).selectCase }
 }
 
