@@ -108,6 +108,8 @@ final class ExecutionContextTests: PoolCheckedTestCase {
                 depths.insert(replies[0])
             }
             context.release()
+            // Under AddressSanitizer locals live on its fake stack: no depth to compare.
+            if ExecutionContext.sanitizers.contains("address") { continue }
             // Every run started at the same depth: a restart begins at the top of the stack.
             XCTAssertEqual(depths.count, 1, "\(kind): start depths \(depths)")
             let depth = try XCTUnwrap(depths.first)

@@ -159,14 +159,19 @@ struct ObserverList {
 }
 
 extension FiberCore {
-    func claimJoin() throws(FiberError) {
+    /// Claims the join and, given a joining fiber's address, registers that fiber as the waiter
+    /// in the same compare-and-swap unless the fiber has finished. Returns whether it had finished.
+    @discardableResult
+    func claimJoin(waiter address: Int = 0) throws(FiberError) -> Bool {
+        assert(address & Completion.flags == 0, "a fiber object's address must leave the flag bits clear")
         var word = completion.load(ordering: .relaxed)
         while true {
             if word & Completion.joined != 0 { throw .alreadyJoined }
             if word & Completion.detached != 0 { throw .detached }
+            let finished = word & Completion.finished != 0
             let (done, original) = completion.compareExchange(
-                expected: word, desired: word | Completion.joined, ordering: .acquiringAndReleasing)
-            if done { return }
+                expected: word, desired: word | Completion.joined | (finished ? 0 : address), ordering: .acquiringAndReleasing)
+            if done { return finished }
             word = original
         }
     }
@@ -197,20 +202,14 @@ extension FiberCore {
 
     private func waitForJoin(by me: FiberCore, _ unmanaged: Unmanaged<FiberCore>) -> FiberError? {
         if me === self { return .joinedItself }
-        let address = Int(bitPattern: unmanaged.toOpaque())
-        var word = completion.load(ordering: .relaxed)
-        while true {
-            if word & Completion.joined != 0 { return .alreadyJoined }
-            if word & Completion.detached != 0 { return .detached }
-            let finished = word & Completion.finished != 0
-            let (done, original) = completion.compareExchange(
-                expected: word, desired: word | Completion.joined | (finished ? 0 : address), ordering: .acquiringAndReleasing)
-            if done {
-                // Cancelling the joiner cancels this fiber; the join goes on waiting for it.
-                if !finished { me.parkPassingOnCancellation { cancel(timeout: false) } }
-                return nil
+        do {
+            // Cancelling the joiner cancels this fiber; the join goes on waiting for it.
+            if try !claimJoin(waiter: Int(bitPattern: unmanaged.toOpaque())) {
+                me.parkPassingOnCancellation { cancel(timeout: false) }
             }
-            word = original
+            return nil
+        } catch {
+            return error
         }
     }
 }
