@@ -13,6 +13,20 @@ public final class RwLock: Sendable {
         var writer: UInt = 0
         var waiters = WaitQueue()
 
+        /// Takes a read lock if no writer holds the lock and nobody queues.
+        mutating func enterReading() -> Bool {
+            if writer != 0 || !waiters.isEmpty { return false }
+            readers += 1
+            return true
+        }
+
+        /// Takes the write lock for `me` if it is free and nobody queues.
+        mutating func enterWriting(_ me: UInt) -> Bool {
+            if writer != 0 || readers > 0 || !waiters.isEmpty { return false }
+            writer = me
+            return true
+        }
+
         /// Serves the front of the queue while it can; returns the claimed waiters to wake.
         mutating func grant() -> WaitQueue {
             var woken = WaitQueue()
@@ -45,13 +59,7 @@ public final class RwLock: Sendable {
     /// Takes a read lock if that needs no wait.
     /// - Returns: Whether the caller now holds a read lock.
     public func tryReadLock() -> Bool {
-        state.withLock { state in
-            if state.writer == 0 && state.waiters.isEmpty {
-                state.readers += 1
-                return true
-            }
-            return false
-        }
+        state.withLock { $0.enterReading() }
     }
 
     /// Takes a read lock, parking while a writer holds or waits. A suspension point.
@@ -59,8 +67,7 @@ public final class RwLock: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func readLock(timeout: Duration? = nil) throws {
         state.lock()
-        if state.value.pointee.writer == 0 && state.value.pointee.waiters.isEmpty {
-            state.value.pointee.readers += 1
+        if state.value.pointee.enterReading() {
             state.unlock()
             return
         }
@@ -89,11 +96,7 @@ public final class RwLock: Sendable {
         let me = Parking.currentIdentity
         return try state.withLock { state throws(SyncError) -> Bool in
             if state.writer == me { throw .alreadyOwned(operation: "RwLock.tryWriteLock") }
-            if state.writer == 0 && state.readers == 0 && state.waiters.isEmpty {
-                state.writer = me
-                return true
-            }
-            return false
+            return state.enterWriting(me)
         }
     }
 
@@ -109,8 +112,7 @@ public final class RwLock: Sendable {
             state.unlock()
             throw SyncError.alreadyOwned(operation: "RwLock.writeLock")
         }
-        if shared.pointee.writer == 0 && shared.pointee.readers == 0 && shared.pointee.waiters.isEmpty {
-            shared.pointee.writer = me
+        if shared.pointee.enterWriting(me) {
             state.unlock()
             return
         }
