@@ -179,7 +179,8 @@ extension FiberCore {
     /// Registers the claimer's ``waiterContinuation``; false (nothing registered) when the fiber
     /// has finished.
     func registerAwait() -> Bool {
-        var word = completion.load(ordering: .relaxed)
+        // Acquiring: a fiber found finished here has its result read next.
+        var word = completion.load(ordering: .acquiring)
         while word & Completion.finished == 0 {
             let (done, original) = completion.compareExchange(
                 expected: word, desired: word | Completion.awaited, ordering: .acquiringAndReleasing)

@@ -131,7 +131,7 @@ public final class Channel<Element: Sendable>: Sendable {
         // channel), a parked receiver to hand the value to, or else (still holding the lock) the
         // sender's node in the queue.
         state.lock()
-        let shared = state.value
+        let shared = state.storage
         if shared.pointee.closed {
             state.unlock()
             throw SyncError.closed(operation: "Channel.send")
@@ -156,11 +156,12 @@ public final class Channel<Element: Sendable>: Sendable {
     @inlinable
     @inline(never)
     func sendSlowly(_ value: Element, timeout: Duration?) throws {
+        let shared = state.storage
         var value = value
         let closed = try withUnsafeMutablePointer(to: &value) { pointer throws -> Bool in
             try blockingWait(
                 "Channel.send", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
-                publish: { node in state.value.pointee.senders.append(node) },
+                publish: { node in shared.pointee.senders.append(node) },
                 unlock: { state.unlock() },
                 dequeue: { node in state.withLock { $0.senders.remove(node) } })
         }
@@ -202,7 +203,7 @@ public final class Channel<Element: Sendable>: Sendable {
         // value from `take` (which serves parked senders too), or else (still holding the lock)
         // the receiver's node in the queue.
         state.lock()
-        let shared = state.value
+        let shared = state.storage
         if shared.pointee.count > 0 && shared.pointee.senders.head == nil {
             let value = shared.pointee.pop()
             state.unlock()
@@ -226,11 +227,12 @@ public final class Channel<Element: Sendable>: Sendable {
     @inlinable
     @inline(never)
     func receiveSlowly(timeout: Duration?) throws -> Element {
+        let shared = state.storage
         var received: Element? = nil
         _ = try withUnsafeMutablePointer(to: &received) { pointer throws -> Bool in
             try blockingWait(
                 "Channel.receive", timeout: timeout, cancellable: true, slot: UnsafeMutableRawPointer(pointer),
-                publish: { node in state.value.pointee.receivers.append(node) },
+                publish: { node in shared.pointee.receivers.append(node) },
                 unlock: { state.unlock() },
                 dequeue: { node in state.withLock { $0.receivers.remove(node) } })
         }

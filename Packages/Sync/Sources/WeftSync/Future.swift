@@ -40,13 +40,14 @@ public final class Future<Value: Sendable>: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func get(timeout: Duration?) throws -> Value {
         state.lock()
-        if let value = state.value.pointee.value {
+        let shared = state.storage
+        if let value = shared.pointee.value {
             state.unlock()
             return value
         }
         _ = try blockingWait(
             "Future.get", timeout: timeout, cancellable: true,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
         return state.withLock { $0.value! }

@@ -36,7 +36,7 @@ struct Guarded<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     /// Takes the lock, for a caller that must keep it past a scope: a blocking call that found
     /// it has to wait, and publishes its waiter in the same lock round
     /// (``blockingWait(_:timeout:cancellable:tag:slot:publish:unlock:dequeue:)``). Pair with
-    /// ``unlock()``; reach the value through ``value``.
+    /// ``unlock()``; reach the value through ``storage`` meanwhile.
     @inlinable
     func lock() {
         if !flag.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { lockSlowly() }
@@ -45,10 +45,6 @@ struct Guarded<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     /// Releases a lock taken with ``lock()``.
     @inlinable
     func unlock() { flag.store(false, ordering: .releasing) }
-
-    /// The guarded value, for the holder of ``lock()`` only.
-    @inlinable
-    var value: UnsafeMutablePointer<Value> { storage }
 
     @usableFromInline
     @inline(never)

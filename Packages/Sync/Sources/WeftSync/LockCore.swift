@@ -48,7 +48,8 @@ final class LockCore: Sendable {
         let me = Parking.currentIdentity
         // One lock round: acquired, or (still holding the state's lock) queued behind the owner.
         state.lock()
-        switch attempt(&state.value.pointee, me) {
+        let shared = state.storage
+        switch attempt(&shared.pointee, me) {
         case .acquired:
             state.unlock()
             return
@@ -59,7 +60,7 @@ final class LockCore: Sendable {
         }
         _ = try blockingWait(
             operation, timeout: timeout, cancellable: cancellable, tag: me,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }

@@ -38,14 +38,15 @@ public final class Notify: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func wait(timeout: Duration?) throws {
         state.lock()
-        if state.value.pointee.permit {
-            state.value.pointee.permit = false
+        let shared = state.storage
+        if shared.pointee.permit {
+            shared.pointee.permit = false
             state.unlock()
             return
         }
         _ = try blockingWait(
             "Notify.wait", timeout: timeout, cancellable: true,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }

@@ -36,13 +36,14 @@ public final class ResetEvent: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func wait(timeout: Duration?) throws {
         state.lock()
-        if state.value.pointee.isSet {
+        let shared = state.storage
+        if shared.pointee.isSet {
             state.unlock()
             return
         }
         _ = try blockingWait(
             "ResetEvent.wait", timeout: timeout, cancellable: true,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }

@@ -67,13 +67,14 @@ public final class RwLock: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     public func readLock(timeout: Duration? = nil) throws {
         state.lock()
-        if state.value.pointee.enterReading() {
+        let shared = state.storage
+        if shared.pointee.enterReading() {
             state.unlock()
             return
         }
         _ = try blockingWait(
             "RwLock.readLock", timeout: timeout, cancellable: true, tag: 0,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in dequeue(node) })
     }
@@ -107,7 +108,7 @@ public final class RwLock: Sendable {
     public func writeLock(timeout: Duration? = nil) throws {
         let me = Parking.currentIdentity
         state.lock()
-        let shared = state.value
+        let shared = state.storage
         if shared.pointee.writer == me {
             state.unlock()
             throw SyncError.alreadyOwned(operation: "RwLock.writeLock")
@@ -118,7 +119,7 @@ public final class RwLock: Sendable {
         }
         _ = try blockingWait(
             "RwLock.writeLock", timeout: timeout, cancellable: true, tag: me,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in dequeue(node) })
     }

@@ -42,14 +42,15 @@ public final class Semaphore: Sendable {
 
     private func wait(timeout: Duration?, _ operation: StaticString) throws {
         state.lock()
-        if state.value.pointee.permits > 0 {
-            state.value.pointee.permits -= 1
+        let shared = state.storage
+        if shared.pointee.permits > 0 {
+            shared.pointee.permits -= 1
             state.unlock()
             return
         }
         _ = try blockingWait(
             operation, timeout: timeout, cancellable: true,
-            publish: { node in state.value.pointee.waiters.append(node) },
+            publish: { node in shared.pointee.waiters.append(node) },
             unlock: { state.unlock() },
             dequeue: { node in state.withLock { $0.waiters.remove(node) } })
     }
