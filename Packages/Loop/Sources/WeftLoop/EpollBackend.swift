@@ -14,7 +14,10 @@ final class EpollBackend: LoopBackend {
     let kind = LoopBackendKind.epoll
     private let epoll: Int32
     private let remote: LoopRemote
-    private var entries: [Entry] = []
+    /// Per descriptor: its queued operations and registration. Only the loop's thread touches it,
+    /// in short accesses that never span a callback, so the dynamic exclusivity checks (a runtime
+    /// call on every submit, attempt and readiness) are off.
+    @exclusivity(unchecked) private var entries: [Entry] = []
     /// Descriptors with a newly submitted multishot operation: their readers are tried at the next
     /// wait (an edge may already have passed; callbacks never run inside submit).
     @exclusivity(unchecked) private var kicks: [Int32] = []
