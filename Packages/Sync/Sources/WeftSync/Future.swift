@@ -2,7 +2,7 @@
 ///
 /// **Fairness:** ``set(_:)`` releases every waiter at once.
 public final class Future<Value: Sendable>: Sendable {
-    struct State: @unchecked Sendable {
+    struct State: QueuedState, @unchecked Sendable {
         var value: Value?
         var waiters = WaitQueue()
     }
@@ -45,11 +45,7 @@ public final class Future<Value: Sendable>: Sendable {
             state.unlock()
             return value
         }
-        _ = try blockingWait(
-            "Future.get", timeout: timeout, cancellable: true,
-            publish: { node in shared.pointee.waiters.append(node) },
-            unlock: { state.unlock() },
-            dequeue: { node in state.withLock { $0.waiters.remove(node) } })
+        try state.waitHoldingLock("Future.get", timeout: timeout, cancellable: true)
         return state.withLock { $0.value! }
     }
 }

@@ -3,7 +3,7 @@ import WeftRuntime
 /// The shared implementation of ``Mutex`` and ``RecursiveMutex``: an owner identity, a depth and a
 /// FIFO of waiters, with hand-off on unlock.
 final class LockCore: Sendable {
-    struct State {
+    struct State: QueuedState {
         var owner: UInt = 0
         var depth = 0
         var waiters = WaitQueue()
@@ -58,11 +58,7 @@ final class LockCore: Sendable {
             throw SyncError.alreadyOwned(operation: "\(operation)")
         case .busy: break
         }
-        _ = try blockingWait(
-            operation, timeout: timeout, cancellable: cancellable, tag: me,
-            publish: { node in shared.pointee.waiters.append(node) },
-            unlock: { state.unlock() },
-            dequeue: { node in state.withLock { $0.waiters.remove(node) } })
+        try state.waitHoldingLock(operation, timeout: timeout, cancellable: cancellable, tag: me)
     }
 
     /// Releases one level; at depth zero hands the lock to the first waiter.

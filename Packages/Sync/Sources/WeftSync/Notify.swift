@@ -4,7 +4,7 @@
 ///
 /// **Fairness: hand-off**, FIFO: ``notifyOne()`` wakes the longest waiter.
 public final class Notify: Sendable {
-    struct State {
+    struct State: QueuedState {
         var permit = false
         var waiters = WaitQueue()
     }
@@ -44,11 +44,7 @@ public final class Notify: Sendable {
             state.unlock()
             return
         }
-        _ = try blockingWait(
-            "Notify.wait", timeout: timeout, cancellable: true,
-            publish: { node in shared.pointee.waiters.append(node) },
-            unlock: { state.unlock() },
-            dequeue: { node in state.withLock { $0.waiters.remove(node) } })
+        try state.waitHoldingLock("Notify.wait", timeout: timeout, cancellable: true)
     }
 }
 

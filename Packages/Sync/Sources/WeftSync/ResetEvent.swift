@@ -3,7 +3,7 @@
 ///
 /// **Fairness:** ``set()`` releases all waiters at once; there is no queue order to keep.
 public final class ResetEvent: Sendable {
-    struct State {
+    struct State: QueuedState {
         var isSet = false
         var waiters = WaitQueue()
     }
@@ -41,10 +41,6 @@ public final class ResetEvent: Sendable {
             state.unlock()
             return
         }
-        _ = try blockingWait(
-            "ResetEvent.wait", timeout: timeout, cancellable: true,
-            publish: { node in shared.pointee.waiters.append(node) },
-            unlock: { state.unlock() },
-            dequeue: { node in state.withLock { $0.waiters.remove(node) } })
+        try state.waitHoldingLock("ResetEvent.wait", timeout: timeout, cancellable: true)
     }
 }

@@ -6,7 +6,7 @@ import WeftRuntime
 /// **Fairness: hand-off.** A released permit goes straight to the longest waiter (FIFO); a newcomer
 /// cannot take it first.
 public final class Semaphore: Sendable {
-    struct State {
+    struct State: QueuedState {
         var permits: Int
         var waiters = WaitQueue()
     }
@@ -48,11 +48,7 @@ public final class Semaphore: Sendable {
             state.unlock()
             return
         }
-        _ = try blockingWait(
-            operation, timeout: timeout, cancellable: true,
-            publish: { node in shared.pointee.waiters.append(node) },
-            unlock: { state.unlock() },
-            dequeue: { node in state.withLock { $0.waiters.remove(node) } })
+        try state.waitHoldingLock(operation, timeout: timeout, cancellable: true)
     }
 
     /// Returns `count` permits, each handed to a waiter if one waits.

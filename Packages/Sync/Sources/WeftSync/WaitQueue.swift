@@ -227,6 +227,25 @@ func blockingWait(
     }
 }
 
+/// A primitive's state whose waiters queue in one ``WaitQueue``.
+protocol QueuedState {
+    var waiters: WaitQueue { get set }
+}
+
+extension Guarded where Value: QueuedState {
+    /// ``blockingWait(_:timeout:cancellable:tag:slot:publish:unlock:dequeue:)`` for a primitive
+    /// whose waiters queue in its state's `waiters`, called holding this lock (``lock()``) once the
+    /// attempt found the caller must wait; the lock is released before the park or the throw.
+    func waitHoldingLock(_ operation: StaticString, timeout: Duration?, cancellable: Bool, tag: UInt = 0) throws {
+        let shared = storage
+        _ = try blockingWait(
+            operation, timeout: timeout, cancellable: cancellable, tag: tag,
+            publish: { node in shared.pointee.waiters.append(node) },
+            unlock: { unlock() },
+            dequeue: { node in withLock { $0.waiters.remove(node) } })
+    }
+}
+
 /// The end of a blocking call whose node is published: parks until claimed and, on a lost wait,
 /// unlinks the node and throws.
 @inlinable
