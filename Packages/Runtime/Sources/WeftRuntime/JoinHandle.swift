@@ -99,6 +99,11 @@ public struct JoinHandle<T: Sendable>: Sendable {
                 } onCancel: {
                     fiber.cancel(timeout: false)
                 }
+                // Only `complete()` resumes the wait, after publishing the finish. Reading the word
+                // again (acquiring) orders the result after the fiber's writes through the word
+                // itself; the resumption alone does not show ThreadSanitizer that order when it
+                // came before the task suspended.
+                precondition(fiber.isFinished, "JoinHandle.value resumed before the fiber finished")
             }
             return try fiber.takeResult(T.self).get()
         }
