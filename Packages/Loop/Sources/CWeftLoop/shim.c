@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <netinet/in.h>
 #include <linux/openat2.h>
 
 int weft_loop_abi_version(void) { return 1; }
@@ -160,10 +161,16 @@ int weft_set_nonblocking(int fd) {
     if (flags & O_NONBLOCK) return 0;
     return fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
 }
-int weft_is_regular_file(int fd) {
+int weft_descriptor_kind(int fd) {
     struct stat st;
     if (fstat(fd, &st) < 0) return -errno;
-    return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode);
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) return 1;
+    if (S_ISSOCK(st.st_mode)) {
+        int protocol = 0;
+        socklen_t length = sizeof protocol;
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 && protocol == IPPROTO_TCP) return 2;
+    }
+    return 0;
 }
 int weft_signalfd(const int *signals, int count) {
     sigset_t set;

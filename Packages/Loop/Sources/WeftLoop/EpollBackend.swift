@@ -10,6 +10,18 @@ internal import Glibc
 /// wait, which is what a busy connection does all the time; edge triggering is sound here because an
 /// operation only waits after its own call returned EAGAIN, so an edge is always still to come.
 /// Regular files never report EAGAIN and would block, so their operations run on the thread pool.
+///
+/// Readiness is also remembered, as Tokio does: when a receive on a TCP socket returns fewer bytes
+/// than it asked for, the socket's receive queue was empty at that moment, so the next receive waits
+/// for the edge that new bytes (or the end of stream) bring, without first trying a call that can
+/// only fail with EAGAIN. That is one system call less per message for a request-response
+/// connection. Any edge clears the mark, and an edge that has not been collected yet is still
+/// reported (``EPOLL_CTL_ADD`` reports what is already there), so nothing can be missed. The
+/// inference holds only for TCP's byte stream, so other sockets and pipes always try first: a
+/// datagram is read one per call, and a Unix stream read stops where passed descriptors or
+/// credentials begin. On TCP, a read stops short at the urgent mark, so a socket that reported
+/// urgent data (`EPOLLPRI`), hang-up or an error always tries first from then on. A receive that
+/// peeks or reads urgent data never sets the mark.
 final class EpollBackend: LoopBackend {
     let kind = LoopBackendKind.epoll
     private let epoll: Int32
@@ -32,14 +44,28 @@ final class EpollBackend: LoopBackend {
     private static let started: UInt32 = 1 << 31
     private static let maxDescriptor: Int32 = 1 << 22
 
+    /// Receives that waited for the next edge without trying first, because their TCP socket was
+    /// known to be drained (tests read it through ``Loop/receivesAwaitingEdge``).
+    private(set) var receivesAwaitingEdge = 0
+
     private struct Entry {
         var readers = OperationList()
         var writers = OperationList()
         var pollers = OperationList()
         var registered = false
-        /// 0: not yet looked at, 1: pollable (made non-blocking), 2: regular file (thread pool).
+        /// 0: not yet looked at, 1: pollable (made non-blocking), 2: regular file (thread pool),
+        /// 3: a TCP socket (pollable; a short receive proves its queue empty).
         var nature: UInt8 = 0
+        /// The last receive on this TCP socket came back short and no edge has come since: a receive
+        /// now would find nothing.
+        var drained = false
+        /// The socket reported hang-up, an error or urgent data: short receives prove nothing more.
+        var irregular = false
     }
+
+    private static let pollable: UInt8 = 1
+    private static let regularFile: UInt8 = 2
+    private static let tcp: UInt8 = 3
 
     init(remote: LoopRemote) throws(LoopError) {
         self.remote = remote
@@ -98,28 +124,30 @@ final class EpollBackend: LoopBackend {
     }
 
     /// Looks a descriptor up, classifying it the first time: regular files go to the pool, anything
-    /// else is made non-blocking so a try never blocks the loop. Returns -errno for a bad descriptor.
+    /// else is made non-blocking so a try never blocks the loop. Returns the nature (``pollable``,
+    /// ``regularFile`` or ``tcp``) or -errno for a bad descriptor.
     private func classify(_ fd: Int32) -> Int32 {
         if fd < 0 || fd >= Self.maxDescriptor { return -EBADF }
         if Int(fd) >= entries.count {
             entries.append(contentsOf: repeatElement(Entry(), count: Int(fd) + 64 - entries.count))
         }
         if entries[Int(fd)].nature != 0 { return Int32(entries[Int(fd)].nature) }
-        let regular = weft_is_regular_file(fd)
-        if regular < 0 { return regular }
-        if regular == 1 {
-            entries[Int(fd)].nature = 2
+        let kind = weft_descriptor_kind(fd)
+        if kind < 0 { return kind }
+        if kind == 1 {
+            entries[Int(fd)].nature = Self.regularFile
         } else {
             let r = weft_set_nonblocking(fd)
             if r < 0 { return r }
-            entries[Int(fd)].nature = 1
+            entries[Int(fd)].nature = kind == 2 ? Self.tcp : Self.pollable
         }
         return Int32(entries[Int(fd)].nature)
     }
 
     private func register(_ fd: Int32) -> Int32 {
         if entries[Int(fd)].registered { return 0 }
-        let interest = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        let interest = EPOLLIN.rawValue | EPOLLPRI.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
+            | EPOLLET.rawValue
         var r = weft_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, interest, UInt64(fd))
         if r == -EEXIST { r = weft_epoll_ctl(epoll, EPOLL_CTL_MOD, fd, interest, UInt64(fd)) }
         if r == 0 { entries[Int(fd)].registered = true }
@@ -127,11 +155,21 @@ final class EpollBackend: LoopBackend {
     }
 
     private func attempt(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
-        guard op.pointee.kind == .connect else { return LoopSystem.perform(op, nonblockingSockets: true) }
-        if op.pointee.flags & Self.started != 0 { return weft_socket_error(op.pointee.fd) }
-        op.pointee.flags |= Self.started
-        let r = weft_connect(op.pointee.fd, op.pointee.address, op.pointee.addressLength)
-        return r == -EINPROGRESS ? -EAGAIN : r
+        let kind = op.pointee.kind
+        if kind == .connect {
+            if op.pointee.flags & Self.started != 0 { return weft_socket_error(op.pointee.fd) }
+            op.pointee.flags |= Self.started
+            let r = weft_connect(op.pointee.fd, op.pointee.address, op.pointee.addressLength)
+            return r == -EINPROGRESS ? -EAGAIN : r
+        }
+        let r = LoopSystem.perform(op, nonblockingSockets: true)
+        if r > 0 && Int(r) < op.pointee.length && (kind == .recv || kind == .read)
+            && op.pointee.flags & UInt32(MSG_PEEK | MSG_OOB) == 0
+        {
+            let index = Int(op.pointee.fd)
+            if entries[index].nature == Self.tcp && !entries[index].irregular { entries[index].drained = true }
+        }
+        return r
     }
 
     func attemptNow(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32? {
@@ -145,9 +183,12 @@ final class EpollBackend: LoopBackend {
         default: return nil
         }
         let fd = op.pointee.fd
-        guard classify(fd) == 1 else { return nil }
+        let nature = classify(fd)
+        guard nature == Self.pollable || nature == Self.tcp else { return nil }
         let index = Int(fd)
         if writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty { return nil }
+        // A drained socket is left to waitable(_:writes:loop:), which queues the receive untried.
+        if !writes && entries[index].drained { return nil }
         let r = attempt(op)
         if r == -EAGAIN {
             justTried = op
@@ -164,7 +205,7 @@ final class EpollBackend: LoopBackend {
             loop.completeLater(op, result: nature)
             return
         }
-        if nature == 2 {
+        if nature == Self.regularFile {
             loop.runOnPool(op)
             return
         }
@@ -173,7 +214,9 @@ final class EpollBackend: LoopBackend {
         let queued = writes ? !entries[index].writers.isEmpty : !entries[index].readers.isEmpty
         let tried = justTried == op && justTriedDescriptor == fd
         justTried = nil
-        if !queued && !tried {
+        let drained = !writes && entries[index].drained
+        if drained && !queued { receivesAwaitingEdge &+= 1 }
+        if !queued && !tried && !drained {
             let r = attempt(op)
             if r != -EAGAIN {
                 loop.completeLater(op, result: r)
@@ -209,7 +252,7 @@ final class EpollBackend: LoopBackend {
     private func armMultishot(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         let fd = op.pointee.fd
         let nature = classify(fd)
-        if nature < 0 || nature == 2 {
+        if nature < 0 || nature == Self.regularFile {
             let notSocket = op.pointee.kind == .acceptMultishot ? -ENOTSOCK : -EINVAL
             loop.completeLater(op, result: nature < 0 ? nature : notSocket)
             return
@@ -341,12 +384,17 @@ final class EpollBackend: LoopBackend {
         let index = Int(fd)
         guard index < entries.count else { return }
         let failure = EPOLLERR.rawValue | EPOLLHUP.rawValue
-        if mask & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | failure) != 0 {
+        let irregular = EPOLLRDHUP.rawValue | EPOLLPRI.rawValue | failure
+        if mask & (EPOLLIN.rawValue | irregular) != 0 {
+            entries[index].drained = false
+            if mask & irregular != 0 { entries[index].irregular = true }
             while let op = entries[index].readers.head {
                 if op.pointee.isMultishot {
                     if drainMultishot(op, index: index, loop: loop) { continue }
                     break
                 }
+                // A receive ahead of this one came back short: the queue is empty again.
+                if entries[index].drained { break }
                 let r = attempt(op)
                 if r == -EAGAIN { break }
                 entries[index].readers.remove(op)
@@ -376,4 +424,10 @@ final class EpollBackend: LoopBackend {
     func shutdown() {
         _ = weft_close(epoll)
     }
+}
+
+extension Loop {
+    /// How many receives the epoll backend queued without trying first, because a short receive had
+    /// shown their TCP socket drained; nil on other backends.
+    package var receivesAwaitingEdge: Int? { (backend as? EpollBackend)?.receivesAwaitingEdge }
 }

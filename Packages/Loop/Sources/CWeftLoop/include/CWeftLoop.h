@@ -66,7 +66,9 @@ int weft_eventfd(void);
 int weft_eventfd_signal(int fd);
 int weft_eventfd_drain(int fd);
 int weft_set_nonblocking(int fd);
-int weft_is_regular_file(int fd);
+/// 1 for a regular file, block device or directory (reads and writes would block: thread pool),
+/// 2 for a TCP socket, 0 for anything else; -errno for a bad descriptor.
+int weft_descriptor_kind(int fd);
 int weft_signalfd(const int *signals, int count);
 int weft_unblock_signals(const int *signals, int count);
 uint64_t weft_clock_ns(int clock);
