@@ -99,4 +99,16 @@ final class LoopReadinessTests: LoopTestCase {
         XCTAssertEqual(first.1, "abc")
         XCTAssertEqual(try receive(local).1, "efg")
     }
+
+    func testAPollForUrgentDataWakesWhenItArrives() throws {
+        let (local, peer) = tcpConnection()
+        let poll = make(.poll(FileDescriptor(local), events: Int16(POLLPRI)).withTimeout(.seconds(10)))
+        let recorder = Recorder()
+        try submit(poll, recorder)
+        write(peer, "!", flags: Int32(MSG_OOB))
+        try loop.run()
+        XCTAssertEqual(recorder.results.count, 1)
+        let events = recorder.results.first ?? -1
+        XCTAssertTrue(events > 0 && events & Int32(POLLPRI) != 0, "poll for POLLPRI returned \(events)")
+    }
 }
