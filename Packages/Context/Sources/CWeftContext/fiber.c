@@ -231,7 +231,9 @@ weft_fiber *weft_fiber_make(void *stack_lo, size_t stack_size, void *guard_lo, s
                             int compact, uint64_t id, void (*entry)(void *, void *), void *arg) {
     size_t record = weft_fiber_record_size();
     char *top = (char *)stack_lo + stack_size;
-    weft_fiber *fiber = (weft_fiber *)(top - record);
+    /* On a cache line of its own (the record's size leaves room): its first line is all a switch
+     * reads. The fiber's frames start below it. */
+    weft_fiber *fiber = (weft_fiber *)(((uintptr_t)top - sizeof(weft_fiber)) & ~(uintptr_t)63);
 #if WEFT_ASAN
     /* A reused stack may still carry poison from the frames of a context that never finished. */
     __asan_unpoison_memory_region(stack_lo, stack_size);
@@ -297,7 +299,7 @@ void weft_fiber_resumer_init(weft_fiber *fiber) {
 }
 
 weft_fiber *weft_fiber_thread_create(void) {
-    weft_fiber *fiber = aligned_alloc(16, weft_fiber_record_size());
+    weft_fiber *fiber = aligned_alloc(64, (weft_fiber_record_size() + 63) & ~(size_t)63);
     if (fiber == NULL) abort();
     weft_fiber_resumer_init(fiber);
     return fiber;

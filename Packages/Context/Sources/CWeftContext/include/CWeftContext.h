@@ -38,30 +38,37 @@ int weft_access_tracking_found(void);
  * Records of contexts made on a stack live at the top of that stack; a thread's own record is
  * heap-allocated. */
 typedef struct weft_fiber {
+    /* What a plain switch reads, in the record's first cache line (the record of a fiber that has
+     * waited a while is cold, and each further line read is one more miss per switch). */
     void *sp;                       /* saved stack pointer while not running */
     uint64_t *canary;               /* lowest word of a compact stack, or NULL */
     _Alignas(16) char tlc[16];      /* exclusivity access set while switched out */
+    struct weft_fiber *as_current;  /* what weft_fiber_current() reports while this one runs */
+    size_t guard_size;              /* PROT_NONE guard: [guard_lo, guard_lo + guard_size) */
+    int thread_root;                /* a resumer record: stands for whatever stack switched out */
+    /* Set up, reports and sanitizers. */
     void (*entry)(void *transfer, void *arg);
     void *arg;
     void *stack_lo;                 /* usable stack: [stack_lo, stack_lo + stack_size) */
     size_t stack_size;
     size_t stack_bytes;             /* the whole stack as allocated (shown in reports) */
-    void *guard_lo;                 /* PROT_NONE guard: [guard_lo, guard_lo + guard_size) */
-    size_t guard_size;
+    void *guard_lo;
     uint64_t id;                    /* shown in overflow reports */
     struct weft_fiber *switched_from; /* sanitizer bookkeeping: who switched to this one last */
     const void *asan_fake_stack;
     void *tsan_fiber;
     unsigned valgrind_stack;        /* Valgrind's id for the registered stack, or 0 */
-    struct weft_fiber *as_current;  /* what weft_fiber_current() reports while this one runs */
-    int thread_root;                /* a resumer record: stands for whatever stack switched out */
 } weft_fiber;
+
+_Static_assert(__builtin_offsetof(weft_fiber, thread_root) + sizeof(int) <= 64,
+               "the fields a switch reads fit in one cache line");
 
 #define WEFT_CANARY 0x5745465443414E59ull /* "WEFTCANY" */
 
-/* Size of the record placed at the top of a stack (a multiple of 16). Inline so that Swift callers
- * get a constant. */
-static inline size_t weft_fiber_record_size(void) { return (sizeof(weft_fiber) + 15) & ~(size_t)15; }
+/* Size of the record placed at the top of a stack (a multiple of 16), with room to start the record
+ * on a cache line below a top that is only 16-byte aligned. Inline so that Swift callers get a
+ * constant. */
+static inline size_t weft_fiber_record_size(void) { return ((sizeof(weft_fiber) + 15) & ~(size_t)15) + 48; }
 
 /* Initialises a record at the top of [stack_lo, stack_lo+stack_size) (the record is carved from
  * the top; the stack proper begins below it) and builds the first frame. */
