@@ -52,10 +52,7 @@ package struct Parking: ~Copyable {
     @inline(__always)
     static var runningFiber: Unmanaged<FiberCore>? {
         guard let executor = Executor.currentUnmanaged else { return nil }
-        return executor._withUnsafeGuaranteedRef { executor in
-            guard let fiber = executor.current else { return nil }
-            return Unmanaged.passUnretained(fiber)
-        }
+        return executor._withUnsafeGuaranteedRef { $0.running }
     }
 
     /// `Fiber.checkCancellation()` without reference counting, for the fast paths of WeftSync.
