@@ -69,6 +69,9 @@ public final class Loop {
 
     /// The backend this loop runs on.
     public let backendKind: LoopBackendKind
+    /// Whether ``completeNow(_:)`` can ever complete an operation (only the epoll backend tries calls
+    /// at once); callers on a hot path test it first and save the call.
+    package let triesAtOnce: Bool
     /// Why the loop runs on epoll although io_uring was the default choice (`nil` when it did not
     /// fall back), such as `io_uring_setup: Operation not permitted (EPERM)`.
     public let fallbackReason: String?
@@ -137,6 +140,7 @@ public final class Loop {
         }
         backend = made
         backendKind = made.kind
+        triesAtOnce = made.kind == .epoll
         fallbackReason = reason
         pool = LoopThreadPool(
             remote: remote, maxThreads: options.threadPoolSize, idleSeconds: options.threadPoolIdleSeconds,
@@ -358,6 +362,7 @@ public final class Loop {
     /// - Parameter operation: An operation that is not pending and was not cancelled.
     /// - Returns: Whether the operation completed.
     package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        if !triesAtOnce { return false }
         if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
             || operation.pointee.extras != 0
         {

@@ -109,7 +109,7 @@ public enum Fiber {
             // A socket call that can complete now (epoll: data already there, room to write) does,
             // without a park; after a budget of those in a row the fiber yields, so a busy fiber
             // cannot starve the others or the loop.
-            if executor.loop.completeNow(op) {
+            if executor.triesAtOnce && executor.loop.completeNow(op) {
                 executor.immediateBudget -= 1
                 if executor.immediateBudget <= 0 {
                     executor.immediateBudget = Executor.immediateLimit
@@ -178,6 +178,7 @@ public enum Fiber {
     ///   - flags: `MSG_*` flags.
     /// - Returns: The byte count; 0 at end of stream.
     /// - Throws: ``WeftLoop/LoopError`` (`recv`), `CancellationError`, ``FiberError``.
+    @inlinable  // the operation is then built in the caller's frame, not copied into it
     public static func recv(_ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) throws -> Int {
         var op = LoopOperation.recv(descriptor, into: buffer.baseAddress, count: buffer.count, flags: flags)
         return try perform(&op)
@@ -191,6 +192,7 @@ public enum Fiber {
     ///   - flags: `MSG_*` flags.
     /// - Returns: The byte count sent.
     /// - Throws: ``WeftLoop/LoopError`` (`send`), `CancellationError`, ``FiberError``.
+    @inlinable  // the operation is then built in the caller's frame, not copied into it
     public static func send(_ descriptor: FileDescriptor, _ buffer: UnsafeRawBufferPointer, flags: Int32 = 0) throws -> Int {
         var op = LoopOperation.send(descriptor, from: buffer.baseAddress, count: buffer.count, flags: flags)
         return try perform(&op)
@@ -215,6 +217,7 @@ public enum Fiber {
     ///   - offset: A file offset, or -1 for the current position.
     /// - Returns: The byte count; 0 at end of file.
     /// - Throws: ``WeftLoop/LoopError`` (`read`), `CancellationError`, ``FiberError``.
+    @inlinable  // the operation is then built in the caller's frame, not copied into it
     public static func read(_ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64 = -1) throws -> Int {
         var op = LoopOperation.read(descriptor, into: buffer.baseAddress, count: buffer.count, at: offset)
         return try perform(&op)
@@ -227,6 +230,7 @@ public enum Fiber {
     ///   - offset: A file offset, or -1 for the current position.
     /// - Returns: The byte count written.
     /// - Throws: ``WeftLoop/LoopError`` (`write`), `CancellationError`, ``FiberError``.
+    @inlinable  // the operation is then built in the caller's frame, not copied into it
     public static func write(_ descriptor: FileDescriptor, _ buffer: UnsafeRawBufferPointer, at offset: Int64 = -1) throws -> Int {
         var op = LoopOperation.write(descriptor, from: buffer.baseAddress, count: buffer.count, at: offset)
         return try perform(&op)
