@@ -98,6 +98,7 @@ package enum LoopSystem {
     }
 
     /// Reaps a child whose pidfd became readable, recording how it ended in the operation.
+    @inline(never)  // out of Loop.complete's way: its locals would give every completion a stack check
     static func reapProcess(_ op: UnsafeMutablePointer<LoopOperation>) -> Int32 {
         var code: Int32 = 0
         var status: Int32 = 0

@@ -215,77 +215,78 @@ final class UringBackend: LoopBackend {
     }
 
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
-        let o = op.pointee
-        switch o.kind {
+        // Fields are read in each case, not copied out first: a copy of the whole operation made
+        // the compiler load a dozen fields before the switch, whatever the kind.
+        switch op.pointee.kind {
         case .nop: io_uring_prep_nop(sqe)
-        case .timer: io_uring_prep_timeout(sqe, LoopSystem.timePointer(op), 0, o.flags)
-        case .recv: io_uring_prep_recv(sqe, o.fd, o.buffer, o.length, Int32(bitPattern: o.flags))
-        case .send: io_uring_prep_send(sqe, o.fd, o.buffer, o.length, Int32(bitPattern: o.flags) | Int32(MSG_NOSIGNAL))
+        case .timer: io_uring_prep_timeout(sqe, LoopSystem.timePointer(op), 0, op.pointee.flags)
+        case .recv: io_uring_prep_recv(sqe, op.pointee.fd, op.pointee.buffer, op.pointee.length, Int32(bitPattern: op.pointee.flags))
+        case .send: io_uring_prep_send(sqe, op.pointee.fd, op.pointee.buffer, op.pointee.length, Int32(bitPattern: op.pointee.flags) | Int32(MSG_NOSIGNAL))
         case .recvmsg:
             io_uring_prep_recvmsg(
-                sqe, o.fd, o.buffer?.assumingMemoryBound(to: msghdr.self), UInt32(o.flags))
+                sqe, op.pointee.fd, op.pointee.buffer?.assumingMemoryBound(to: msghdr.self), UInt32(op.pointee.flags))
         case .sendmsg:
             io_uring_prep_sendmsg(
-                sqe, o.fd, o.buffer?.assumingMemoryBound(to: msghdr.self), o.flags | UInt32(MSG_NOSIGNAL))
-        case .read: io_uring_prep_read(sqe, o.fd, o.buffer, UInt32(clamping: o.length), UInt64(bitPattern: o.offset))
-        case .write: io_uring_prep_write(sqe, o.fd, o.buffer, UInt32(clamping: o.length), UInt64(bitPattern: o.offset))
+                sqe, op.pointee.fd, op.pointee.buffer?.assumingMemoryBound(to: msghdr.self), op.pointee.flags | UInt32(MSG_NOSIGNAL))
+        case .read: io_uring_prep_read(sqe, op.pointee.fd, op.pointee.buffer, UInt32(clamping: op.pointee.length), UInt64(bitPattern: op.pointee.offset))
+        case .write: io_uring_prep_write(sqe, op.pointee.fd, op.pointee.buffer, UInt32(clamping: op.pointee.length), UInt64(bitPattern: op.pointee.offset))
         case .readv:
             io_uring_prep_readv(
-                sqe, o.fd, o.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: o.length),
-                UInt64(bitPattern: o.offset))
+                sqe, op.pointee.fd, op.pointee.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: op.pointee.length),
+                UInt64(bitPattern: op.pointee.offset))
         case .writev:
             io_uring_prep_writev(
-                sqe, o.fd, o.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: o.length),
-                UInt64(bitPattern: o.offset))
+                sqe, op.pointee.fd, op.pointee.buffer?.assumingMemoryBound(to: iovec.self), UInt32(clamping: op.pointee.length),
+                UInt64(bitPattern: op.pointee.offset))
         case .accept:
-            if o.address == nil {
-                io_uring_prep_accept(sqe, o.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            if op.pointee.address == nil {
+                io_uring_prep_accept(sqe, op.pointee.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
             } else {
                 io_uring_prep_accept(
-                    sqe, o.fd, o.address?.assumingMemoryBound(to: sockaddr.self), LoopSystem.addressLengthPointer(op),
+                    sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: sockaddr.self), LoopSystem.addressLengthPointer(op),
                     Int32(SOCK_CLOEXEC.rawValue))
             }
         case .connect:
-            io_uring_prep_connect(sqe, o.fd, o.address?.assumingMemoryBound(to: sockaddr.self), o.addressLength)
+            io_uring_prep_connect(sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: sockaddr.self), op.pointee.addressLength)
         case .socket:
-            io_uring_prep_socket(sqe, o.fd, Int32(bitPattern: o.flags) | Int32(SOCK_CLOEXEC.rawValue), Int32(bitPattern: o.mode), 0)
-        case .shutdown: io_uring_prep_shutdown(sqe, o.fd, Int32(bitPattern: o.flags))
-        case .close: io_uring_prep_close(sqe, o.fd)
-        case .poll: io_uring_prep_poll_add(sqe, o.fd, o.flags)
-        case .processWait: io_uring_prep_poll_add(sqe, o.fd, UInt32(POLLIN))
+            io_uring_prep_socket(sqe, op.pointee.fd, Int32(bitPattern: op.pointee.flags) | Int32(SOCK_CLOEXEC.rawValue), Int32(bitPattern: op.pointee.mode), 0)
+        case .shutdown: io_uring_prep_shutdown(sqe, op.pointee.fd, Int32(bitPattern: op.pointee.flags))
+        case .close: io_uring_prep_close(sqe, op.pointee.fd)
+        case .poll: io_uring_prep_poll_add(sqe, op.pointee.fd, op.pointee.flags)
+        case .processWait: io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(POLLIN))
         case .openat:
             io_uring_prep_openat(
-                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags), o.mode)
+                sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: op.pointee.flags), op.pointee.mode)
         case .openat2:
             io_uring_prep_openat2(
-                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self),
-                o.address2?.assumingMemoryBound(to: open_how.self))
+                sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self),
+                op.pointee.address2?.assumingMemoryBound(to: open_how.self))
         case .statx:
             io_uring_prep_statx(
-                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags), o.mode,
-                OpaquePointer(o.buffer))
-        case .fsync: io_uring_prep_fsync(sqe, o.fd, o.flags == 0 ? 0 : UInt32(IORING_FSYNC_DATASYNC))
+                sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: op.pointee.flags), op.pointee.mode,
+                OpaquePointer(op.pointee.buffer))
+        case .fsync: io_uring_prep_fsync(sqe, op.pointee.fd, op.pointee.flags == 0 ? 0 : UInt32(IORING_FSYNC_DATASYNC))
         case .fallocate:
-            io_uring_prep_fallocate(sqe, o.fd, Int32(bitPattern: o.mode), Int(o.offset), Int(o.offset2))
+            io_uring_prep_fallocate(sqe, op.pointee.fd, Int32(bitPattern: op.pointee.mode), Int(op.pointee.offset), Int(op.pointee.offset2))
         case .rename:
             io_uring_prep_renameat(
-                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.fd2,
-                o.address2?.assumingMemoryBound(to: CChar.self), o.flags)
+                sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), op.pointee.fd2,
+                op.pointee.address2?.assumingMemoryBound(to: CChar.self), op.pointee.flags)
         case .unlink:
-            io_uring_prep_unlinkat(sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags))
-        case .mkdir: io_uring_prep_mkdirat(sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.mode)
+            io_uring_prep_unlinkat(sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: op.pointee.flags))
+        case .mkdir: io_uring_prep_mkdirat(sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), op.pointee.mode)
         case .link:
             io_uring_prep_linkat(
-                sqe, o.fd, o.address?.assumingMemoryBound(to: CChar.self), o.fd2,
-                o.address2?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: o.flags))
+                sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), op.pointee.fd2,
+                op.pointee.address2?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: op.pointee.flags))
         case .symlink:
             io_uring_prep_symlinkat(
-                sqe, o.address?.assumingMemoryBound(to: CChar.self), o.fd, o.address2?.assumingMemoryBound(to: CChar.self))
+                sqe, op.pointee.address?.assumingMemoryBound(to: CChar.self), op.pointee.fd, op.pointee.address2?.assumingMemoryBound(to: CChar.self))
         case .splice:
-            io_uring_prep_splice(sqe, o.fd, o.offset, o.fd2, o.offset2, UInt32(clamping: o.length), o.flags)
-        case .acceptMultishot: weft_prep_accept_multishot(sqe, o.fd)
+            io_uring_prep_splice(sqe, op.pointee.fd, op.pointee.offset, op.pointee.fd2, op.pointee.offset2, UInt32(clamping: op.pointee.length), op.pointee.flags)
+        case .acceptMultishot: weft_prep_accept_multishot(sqe, op.pointee.fd)
         case .recvMultishot:
-            weft_prep_recv_multishot(sqe, o.fd, UInt16(truncatingIfNeeded: o.mode), Int32(bitPattern: o.flags))
+            weft_prep_recv_multishot(sqe, op.pointee.fd, UInt16(truncatingIfNeeded: op.pointee.mode), Int32(bitPattern: op.pointee.flags))
         default:
             // An unknown kind still needs exactly one completion; a NOP carries it back as EINVAL.
             io_uring_prep_nop(sqe)
@@ -295,9 +296,9 @@ final class UringBackend: LoopBackend {
             return
         }
         op.pointee.place = OperationPlace.kernel
-        trace(.prepare, op, Int32(o.kind.rawValue))
+        trace(.prepare, op, Int32(op.pointee.kind.rawValue))
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
-        if o.extras != 0 { prepareExtras(sqe, op) }
+        if op.pointee.extras != 0 { prepareExtras(sqe, op) }
     }
 
     /// The kernel resolves registered-file slots (`IOSQE_FIXED_FILE`).
