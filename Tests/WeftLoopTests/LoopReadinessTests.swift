@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import SystemPackage
 import WeftLoop
@@ -110,5 +111,59 @@ final class LoopReadinessTests: LoopTestCase {
         XCTAssertEqual(recorder.results.count, 1)
         let events = recorder.results.first ?? -1
         XCTAssertTrue(events > 0 && events & Int32(POLLPRI) != 0, "poll for POLLPRI returned \(events)")
+    }
+}
+
+/// Where `epoll_pwait2` is missing (Linux before 5.11, or refused by a seccomp filter), the epoll
+/// backend waits with `epoll_wait` and millisecond timeouts. Each test runs on the backend
+/// `WEFT_BACKEND` selects (the switch only changes how epoll waits).
+final class LoopWaitFallbackTests: LoopTestCase {
+    override func setUpWithError() throws {
+        Loop.simulateMissingEpollPwait2(true)
+        try super.setUpWithError()
+    }
+
+    override func tearDownWithError() throws {
+        Loop.simulateMissingEpollPwait2(false)
+        try super.tearDownWithError()
+    }
+
+    private static func threadCPUNanoseconds() -> Int {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Int(time.tv_sec) * 1_000_000_000 + Int(time.tv_nsec)
+    }
+
+    func testTimersAndSocketsWakeTheLoopWithoutSpinning() throws {
+        // A bound on a broken wait that would never return: the loop is stopped (a run returns),
+        // and the assertions below fail instead of the test hanging.
+        let waker = loop.waker
+        let watchdog = DispatchWorkItem { waker.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 20, execute: watchdog)
+        defer { watchdog.cancel() }
+
+        let (local, peer) = socketPair()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+        defer { buffer.deallocate() }
+        let receive = make(.recv(FileDescriptor(local), into: buffer, count: 16))
+        let timer = make(.timer(after: .milliseconds(100)))
+        let received = Recorder()
+        let fired = Recorder()
+        try submit(receive, received)
+        try submit(timer, fired)
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        let cpuBefore = Self.threadCPUNanoseconds()
+        // Other events (the socket's first edge, say writable) may end a wait before the timer.
+        while fired.results.isEmpty && clock.now - start < .seconds(20) { try loop.run(.once) }
+        XCTAssertEqual(fired.results, [0])
+        XCTAssertGreaterThanOrEqual(clock.now - start, .milliseconds(100), "the timer fired early")
+        // A wait that spun (a zero timeout) burns the whole 100 ms on this thread.
+        XCTAssertLessThan(Self.threadCPUNanoseconds() - cpuBefore, 50_000_000, "the loop spun while it waited")
+
+        XCTAssertEqual(Glibc.write(peer, "ping", 4), 4)
+        try loop.run()
+        XCTAssertEqual(received.results, [4])
     }
 }

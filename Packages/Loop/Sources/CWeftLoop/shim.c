@@ -130,15 +130,35 @@ int weft_epoll_ctl(int epfd, int op, int fd, unsigned int events, uint64_t data)
     struct epoll_event ev = {.events = events, .data.u64 = data};
     RETRY(int, epoll_ctl(epfd, op, fd, &ev))
 }
+/* Set once epoll_pwait2 turned out to be missing (Linux before 5.11, or a seccomp filter that
+ * refuses it): from then on every wait uses epoll_wait, its timeout rounded up to milliseconds. */
+static int epoll_pwait2_missing;
+
+void weft_epoll_wait_in_milliseconds(int enabled) {
+    __atomic_store_n(&epoll_pwait2_missing, enabled, __ATOMIC_RELAXED);
+}
+
 int weft_epoll_wait(int epfd, struct epoll_event *events, int max, long long timeout_ns) {
-    struct timespec ts, *tp = NULL;
-    if (timeout_ns >= 0) {
-        ts.tv_sec = timeout_ns / 1000000000LL;
-        ts.tv_nsec = timeout_ns % 1000000000LL;
-        tp = &ts;
-    }
     // Not retried on EINTR: the caller recomputes its timeout and calls again.
-    int r = epoll_pwait2(epfd, events, max, tp, NULL);
+    if (!__atomic_load_n(&epoll_pwait2_missing, __ATOMIC_RELAXED)) {
+        struct timespec ts, *tp = NULL;
+        if (timeout_ns >= 0) {
+            ts.tv_sec = timeout_ns / 1000000000LL;
+            ts.tv_nsec = timeout_ns % 1000000000LL;
+            tp = &ts;
+        }
+        int r = epoll_pwait2(epfd, events, max, tp, NULL);
+        if (r >= 0) return r;
+        /* epoll_pwait2 itself never fails with these: the call is not there. */
+        if (errno != ENOSYS && errno != EPERM) return -errno;
+        __atomic_store_n(&epoll_pwait2_missing, 1, __ATOMIC_RELAXED);
+    }
+    int ms = -1;
+    if (timeout_ns >= 0) {
+        long long rounded = (timeout_ns + 999999LL) / 1000000LL;
+        ms = rounded > 0x7fffffffLL ? 0x7fffffff : (int)rounded;
+    }
+    int r = epoll_wait(epfd, events, max, ms);
     return r < 0 ? -errno : r;
 }
 int weft_eventfd(void) { RETRY(int, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) }

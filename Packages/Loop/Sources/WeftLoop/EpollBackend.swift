@@ -427,6 +427,13 @@ final class EpollBackend: LoopBackend {
 }
 
 extension Loop {
+    /// Makes the epoll backend wait with `epoll_wait` and millisecond timeouts, as it does by itself
+    /// where `epoll_pwait2` is missing (Linux before 5.11, or a seccomp filter that refuses it);
+    /// false goes back to trying `epoll_pwait2`. Process-wide; for tests.
+    package static func simulateMissingEpollPwait2(_ missing: Bool) {
+        weft_epoll_wait_in_milliseconds(missing ? 1 : 0)
+    }
+
     /// How many receives the epoll backend queued without trying first, because a short receive had
     /// shown their TCP socket drained; nil on other backends.
     package var receivesAwaitingEdge: Int? { (backend as? EpollBackend)?.receivesAwaitingEdge }

@@ -62,6 +62,9 @@ int weft_pidfd_open(int pid);
 int weft_epoll_create(void);
 int weft_epoll_ctl(int epfd, int op, int fd, unsigned int events, uint64_t data);
 int weft_epoll_wait(int epfd, struct epoll_event *events, int max, long long timeout_ns);
+/// Makes every epoll wait use epoll_wait (as when epoll_pwait2 is missing), or, with 0, tries
+/// epoll_pwait2 again (tests).
+void weft_epoll_wait_in_milliseconds(int enabled);
 int weft_eventfd(void);
 int weft_eventfd_signal(int fd);
 int weft_eventfd_drain(int fd);
