@@ -16,7 +16,7 @@ final class ChildScenarios: XCTestCase {
             let neighbour = try Coroutine<Void, Int, Int>(stack: .compact, pool: pool) { _, _ in 0 }
             let coroutine = try Coroutine<Void, Int, Int>(stack: .compact, pool: pool) { _, yielder in
                 let bottom = UInt(bitPattern: ExecutionContext.current!.stackLowerBound!)
-                return try deepThenYield(below: bottom - 4096, yielder: yielder)
+                return try deepThenYield(below: bottom - 4096, yielder: yielder, bottom: bottom)
             }
             _ = try coroutine.resume()
             _ = neighbour
@@ -57,13 +57,17 @@ func overflow(_ depth: Int) -> Int {
 }
 
 @inline(never)
-func deepThenYield(below limit: UInt, yielder: Coroutine<Void, Int, Int>.Yielder) throws -> Int {
+func deepThenYield(below limit: UInt, yielder: Coroutine<Void, Int, Int>.Yielder, bottom: UInt? = nil) throws -> Int {
     try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { local in
         local.initialize(repeating: 0x5A)
         if UInt(bitPattern: local.baseAddress!) < limit {
+            // The frames above wrote over the stack's lowest words, but where a frame leaves a word
+            // unwritten depends on the build (a sanitizer lays frames out differently): write the
+            // lowest words as an overflowing frame would, so the canary is surely hit.
+            if let bottom { UnsafeMutableRawPointer(bitPattern: bottom)!.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 64) }
             try yielder.yield(0)
             return 0
         }
-        return try deepThenYield(below: limit, yielder: yielder) + Int(local[100])
+        return try deepThenYield(below: limit, yielder: yielder, bottom: bottom) + Int(local[100])
     }
 }
