@@ -30,9 +30,6 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     let index: Int
     unowned(unsafe) let runtime: Runtime
     let loop: Loop
-    /// Whether the loop may complete an operation at once (``WeftLoop/Loop/completeNow(_:)``): on
-    /// io_uring every operation goes through the ring, and the call is skipped.
-    let triesAtOnce: Bool
     let waker: LoopWaker
     let resumer: ExecutionContext
 
@@ -93,7 +90,6 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         stackKind = runtime.stackKind
         keepsSpare = runtime.stackPool.configuration.highWaterMark > 0
         self.loop = loop
-        triesAtOnce = loop.triesAtOnce
         self.waker = loop.waker
         self.resumer = ExecutionContext.makeResumer()
     }

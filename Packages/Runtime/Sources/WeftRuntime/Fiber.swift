@@ -108,8 +108,9 @@ public enum Fiber {
         let done = try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) -> Bool in
             // A socket call that can complete now (epoll: data already there, room to write) does,
             // without a park; after a budget of those in a row the fiber yields, so a busy fiber
-            // cannot starve the others or the loop.
-            if executor.triesAtOnce && executor.loop.completeNow(op) {
+            // cannot starve the others or the loop. On io_uring every operation goes through the
+            // ring, and the call is skipped.
+            if executor.loop.triesAtOnce && executor.loop.completeNow(op) {
                 executor.immediateBudget -= 1
                 if executor.immediateBudget <= 0 {
                     executor.immediateBudget = Executor.immediateLimit
