@@ -21,6 +21,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         /// Fibers woken by other threads (one executor only), linked through `queueNext`.
         var wokenHead: UnsafeMutableRawPointer?
         var wokenTail: UnsafeMutableRawPointer?
+        var wokenCount = 0
         var cancels: [FiberCore] = []
         var forgets: [ForgetRequest] = []
         var jobs: [UnownedJob] = []
@@ -158,8 +159,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                 inbox.wokenHead = raw
             }
             inbox.wokenTail = raw
+            inbox.wokenCount += 1
+            inboxCount.add(1, ordering: .sequentiallyConsistent)
         }
-        inboxCount.add(1, ordering: .sequentiallyConsistent)
         if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
     }
 
@@ -256,8 +258,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             cancelPendingOperation(of: fiber)
             return
         }
-        inbox.withLock { $0.cancels.append(fiber) }
-        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        inbox.withLock { inbox in
+            inbox.cancels.append(fiber)
+            inboxCount.add(1, ordering: .sequentiallyConsistent)
+        }
         waker.wake()
     }
 
@@ -274,8 +278,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// from its own thread, which is the only one that may touch the loop).
     @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
     func requestForget(_ request: ForgetRequest) {
-        inbox.withLock { $0.forgets.append(request) }
-        inboxCount.add(1, ordering: .sequentiallyConsistent)
+        inbox.withLock { inbox in
+            inbox.forgets.append(request)
+            inboxCount.add(1, ordering: .sequentiallyConsistent)
+        }
         waker.wake()
     }
 
@@ -285,10 +291,10 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         let accepted = inbox.withLock { inbox -> Bool in
             if inbox.closed { return false }
             inbox.jobs.append(unowned)
+            inboxCount.add(1, ordering: .sequentiallyConsistent)
             return true
         }
         if accepted {
-            inboxCount.add(1, ordering: .sequentiallyConsistent)
             waker.wake()
         } else {
             // The runtime has stopped: run the job here rather than lose it.
@@ -298,24 +304,28 @@ final class Executor: @unchecked Sendable, TaskExecutor {
 
     private func drainInbox() {
         if inboxCount.load(ordering: .acquiring) == 0 { return }
-        let (woken, cancels, forgets, jobs) = inbox.withLock { inbox in
-            let taken = (inbox.wokenHead, inbox.cancels, inbox.forgets, inbox.jobs)
+        let (woken, wokenCount, cancels, forgets, jobs) = inbox.withLock { inbox in
+            let taken = (inbox.wokenHead, inbox.wokenCount, inbox.cancels, inbox.forgets, inbox.jobs)
             inbox.wokenHead = nil
             inbox.wokenTail = nil
+            inbox.wokenCount = 0
             inbox.cancels = []
             inbox.forgets = []
             inbox.jobs = []
             return taken
         }
-        var wokenCount = 0
+        // Each entry raised the count inside the lock, so this read-modify-write comes after every
+        // one of those in the count's order: ThreadSanitizer sees from it that the entries were
+        // handed over before what follows. The lock alone orders them, but when it went through its
+        // slow path, which is not instrumented (see Scripts/tsan.supp), ThreadSanitizer could not
+        // tell, and reported a woken fiber's first run against its waker's read of `lastExecutor`.
+        inboxCount.subtract(wokenCount + cancels.count + forgets.count + jobs.count, ordering: .acquiringAndReleasing)
         var next = woken
         while let raw = next {
             let fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeUnretainedValue()
             next = fiber.queueNext
             pushLocal(fiber)
-            wokenCount += 1
         }
-        inboxCount.subtract(wokenCount + cancels.count + forgets.count + jobs.count, ordering: .relaxed)
         if !cancels.isEmpty { cancelsTaken.add(cancels.count, ordering: .relaxed) }
         for fiber in cancels { cancelPendingOperation(of: fiber) }
         for request in forgets {
