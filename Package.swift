@@ -64,7 +64,10 @@ let package = Package(
             path: "Packages/Sync/Sources/WeftSync"
         ),
 
-        .testTarget(name: "WeftContextTests", dependencies: ["WeftContext"]),
+        // Test-only: runs a scenario in a child process (this test binary re-executed), for tests of
+        // what must end the process. No product depends on it.
+        .target(name: "WeftTestSupport", path: "Tests/WeftTestSupport"),
+        .testTarget(name: "WeftContextTests", dependencies: ["WeftContext", "WeftTestSupport"]),
         // Test-only: a fixed-signature shim over libcurl's variadic setters, for the test that drives
         // libcurl's multi interface from WeftLoop. No product depends on it.
         .target(
@@ -88,7 +91,7 @@ let package = Package(
         .testTarget(
             name: "WeftRuntimeTests",
             dependencies: [
-                "WeftRuntime", "WeftContext", "WeftLoop", "CWeftAllocationCounter",
+                "WeftRuntime", "WeftContext", "WeftLoop", "CWeftAllocationCounter", "WeftTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

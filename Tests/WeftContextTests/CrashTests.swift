@@ -1,5 +1,6 @@
 import Glibc
 import WeftContext
+import WeftTestSupport
 import XCTest
 
 /// Failures that must stop the process with a clear message first, each checked in a child process.

@@ -31,6 +31,9 @@ public final class Loop {
         package var simulatedRingFailure: Errno?
         /// Runs the loop on a kernel the test plays (test hook).
         package var scripted: ScriptedKernel?
+        /// Makes the first `count` waits of ``run(_:)`` fail with `error`, as the backend's wait call
+        /// would (test hook).
+        package var simulatedWaitFailures: (error: Errno, count: Int)?
         /// Whether a `nil` backend consults `WEFT_BACKEND` (tests of the default choice turn it off).
         package var readsEnvironment = true
 
@@ -105,6 +108,9 @@ public final class Loop {
     /// Registered buffers, by index; and how many submitted operations use them.
     @exclusivity(unchecked) private var registeredBuffers: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var registeredBufferUsers = 0
+    /// What ``Options/simulatedWaitFailures`` left to fail (test hook).
+    @exclusivity(unchecked) private var simulatedWaitFailures = 0
+    @exclusivity(unchecked) private var simulatedWaitError = Errno.noMemory
 
     /// Creates a loop.
     /// - Parameter options: The backend and limits; see ``Options``.
@@ -140,6 +146,10 @@ public final class Loop {
         }
         backend = made
         backendKind = made.kind
+        if let (error, count) = options.simulatedWaitFailures {
+            simulatedWaitError = error
+            simulatedWaitFailures = count
+        }
         triesAtOnce = made.kind == .epoll
         fallbackReason = reason
         pool = LoopThreadPool(
@@ -753,10 +763,17 @@ public final class Loop {
         } else if let untilTimer = nanosecondsToEarliestTimer(), wait == nil || untilTimer < wait! {
             wait = untilTimer
         }
+        if simulatedWaitFailures > 0 { try failSimulatedWait() }
         _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
         if remote.queued.load(ordering: .acquiring) > 0 { drainRemote() }
         if !timers.isEmpty { fireExpiredTimers() }
         dispatchReady()
+    }
+
+    @inline(never)
+    private func failSimulatedWait() throws(LoopError) {
+        simulatedWaitFailures -= 1
+        throw LoopError(simulatedWaitError, operation: backendKind == .epoll ? "epoll_wait" : "io_uring_enter")
     }
 
     private func fireExpiredTimers() {

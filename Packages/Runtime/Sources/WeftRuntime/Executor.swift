@@ -47,6 +47,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     let inboxCount = Atomic<Int>(0)
     /// Cancel requests this executor has applied (a diagnostic for hangs).
     let cancelsTaken = Atomic<Int>(0)
+    /// Waits in the loop that failed with a transient error and were retried (see ``poll(_:)``).
+    let waitRetries = Atomic<Int>(0)
 
     // Owner-thread state.
     /// The fiber running now (unretained: it keeps itself alive until it finishes; use
@@ -69,6 +71,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @exclusivity(unchecked) var immediateBudget = Executor.immediateLimit
     /// How many operations in a row complete without a park before a fiber yields.
     static let immediateLimit = 32
+    /// Waits in the loop that failed in a row (see ``poll(_:)``).
+    @exclusivity(unchecked) private var failedWaits = 0
 
     /// The runtime and its stack pool, unretained for the switch paths (both outlive every executor;
     /// reading an `unowned(unsafe)` reference still costs a retain and release per use).
@@ -347,14 +351,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
                 // Fibers that keep the queue busy must not starve the loop's completions.
                 if dispatches &- dispatchesAtPoll >= Executor.directSwitchLimit {
                     dispatchesAtPoll = dispatches
-                    try? loop.run(.noWait)
+                    poll(.noWait)
                     drainInbox()
                 }
                 continue
             }
             drainInbox()
             dispatchesAtPoll = dispatches
-            try? loop.run(.noWait)
+            poll(.noWait)
             if queued.load(ordering: .relaxed) > 0 { continue }
             if let fiber = runtime.popInjected() {
                 run(fiber)
@@ -379,6 +383,39 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         }
     }
 
+    /// Runs one iteration of the loop.
+    ///
+    /// The wait fails only when the kernel cannot take it: short of memory or busy (`ENOMEM`,
+    /// `EAGAIN`, `EBUSY`, `ENOBUFS`), which passes, or because the loop's own descriptor is no longer
+    /// the one it opened (`EBADF`, `EINVAL`, `EFAULT`: code that does not own it closed or reused it),
+    /// which does not. The first kind is retried after a pause that doubles from 1 ms to 64 ms, so an
+    /// executor never spins on it. The second leaves every fiber on this executor waiting for
+    /// completions that can never be reported, and stops the process with a message that names the
+    /// executor, the call and the error, as Go and Tokio do, rather than hang it or spin.
+    @inline(__always)
+    private func poll(_ mode: Loop.RunMode) {
+        do throws(LoopError) {
+            try loop.run(mode)
+            if failedWaits != 0 { failedWaits = 0 }
+        } catch {
+            waitFailed(error)
+        }
+    }
+
+    @inline(never)
+    private func waitFailed(_ error: LoopError) {
+        switch error.code {
+        case .noMemory, .resourceTemporarilyUnavailable, .resourceBusy, .noBufferSpace, .interrupted:
+            waitRetries.wrappingAdd(1, ordering: .relaxed)
+            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000 << min(failedWaits, 6))
+            var left = timespec()
+            failedWaits += 1
+            while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
+        default:
+            fatalError("WeftRuntime: executor \(index) cannot wait in its \(loop.backendKind.rawValue) loop: \(error)")
+        }
+    }
+
     /// Waits in the loop until a completion or a wake. The flag is raised before the queues are
     /// checked again, and pushers check the flag after queueing, so no wake is lost.
     private func sleep() {
@@ -387,7 +424,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         if queued.load(ordering: .sequentiallyConsistent) == 0 && inboxCount.load(ordering: .sequentiallyConsistent) == 0
             && !runtime.hasInjected && !runtime.isStopping
         {
-            try? loop.run(.once)
+            poll(.once)
         }
         runtime.sleepers.subtract(1, ordering: .sequentiallyConsistent)
         sleeping.store(false, ordering: .sequentiallyConsistent)

@@ -134,6 +134,10 @@ public final class Runtime: @unchecked Sendable {
             + "stopping=\(isStopping) " + parts.joined(separator: " ")
     }
 
+    /// Waits in the executors' loops that failed with a transient error and were retried after a
+    /// pause (for tests; see `Executor.poll(_:)`).
+    package var loopWaitRetries: Int { executors.reduce(0) { $0 + $1.waitRetries.load(ordering: .relaxed) } }
+
     /// Fiber objects alive in the process (every runtime) that were made while
     /// ``tracksFiberObjects`` was on: a leak check for tests.
     package static var liveFiberObjects: Int { FiberCounters.liveObjects.load(ordering: .acquiring) }
