@@ -33,7 +33,8 @@ public enum Fiber {
     }
 
     /// Starts a fiber on the calling executor (it runs after the caller next suspends, or on an
-    /// idle executor that steals it). One allocation: the fiber object; the stack comes from the
+    /// idle executor that steals it). At most one allocation, the fiber object, and none when the
+    /// object of a fiber that finished on this executor is free for reuse; the stack comes from the
     /// pool when it first runs.
     /// - Parameter body: The fiber's body, nonisolated (it may run on any executor).
     /// - Returns: A handle to join, cancel or detach the fiber.

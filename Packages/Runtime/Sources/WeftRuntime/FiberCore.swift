@@ -121,8 +121,9 @@ final class FiberCore: @unchecked Sendable {
     /// four words, as they do for most types; larger values go in a box it points to.
     @usableFromInline @exclusivity(unchecked) var storage: (Int, Int, Int, Int) = (0, 0, 0, 0)
     @usableFromInline @exclusivity(unchecked) var stored = Stored.nothing
-    /// Runs, fails or destroys what ``storage`` holds; the only code that knows its type.
-    @usableFromInline let thunk: FiberThunk
+    /// Runs, fails or destroys what ``storage`` holds; the only code that knows its type (replaced
+    /// when the object is reused, see ``reuse(thunk:)``).
+    @usableFromInline @exclusivity(unchecked) var thunk: FiberThunk
     /// Whether this object is in ``FiberCounters/liveObjects`` (made while tracking was on).
     private let counted: Bool
 
@@ -136,6 +137,41 @@ final class FiberCore: @unchecked Sendable {
     deinit {
         if stored != Stored.nothing { thunk(self, .destroy) }
         if counted { FiberCounters.liveObjects.wrappingSubtract(1, ordering: .relaxed) }
+    }
+
+    /// A fiber object for a new fiber running what `thunk` knows: one that finished on the calling
+    /// executor and that nothing else references any more (see `Executor.takeRecycledFiber()`),
+    /// reset to the state of a new one; or nil.
+    @usableFromInline
+    static func recycled(thunk: @escaping FiberThunk) -> FiberCore? {
+        guard let executor = Executor.currentUnmanaged,
+            let fiber = executor._withUnsafeGuaranteedRef({ $0.takeRecycledFiber() })
+        else { return nil }
+        fiber.reuse(thunk: thunk)
+        return fiber
+    }
+
+    /// Resets a finished fiber object that nothing else references to the state of a new one.
+    /// What its finish already cleared (context, stack, group, locals, waiter, pending operation,
+    /// I/O owner) is left as it is.
+    private func reuse(thunk: @escaping FiberThunk) {
+        // A result nobody took (the fiber was detached, or its handles dropped unjoined).
+        if stored != Stored.nothing { self.thunk(self, .destroy) }
+        self.thunk = thunk
+        queueNext = nil
+        pinned = false
+        countedLocally = false
+        lastExecutor = nil
+        runState.store(Run.running, ordering: .relaxed)
+        completion.store(0, ordering: .relaxed)
+        cancelBits.store(0, ordering: .relaxed)
+        wokenByCancel.store(false, ordering: .relaxed)
+        shieldDepth = 0
+        failure = nil
+        if observed.load(ordering: .relaxed) {
+            observed.store(false, ordering: .relaxed)
+            observersNotified = false
+        }
     }
 
     /// Starts a freshly made fiber on the calling executor (the non-generic half of
@@ -348,7 +384,8 @@ extension FiberCore {
     /// for `T` there and needs no generic metadata at run time.
     @inlinable
     static func make<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> FiberCore {
-        let fiber = FiberCore(thunk: { fiber, action in fiber.act(action, resultType: T.self) })
+        let thunk: FiberThunk = { fiber, action in fiber.act(action, resultType: T.self) }
+        let fiber = recycled(thunk: thunk) ?? FiberCore(thunk: thunk)
         fiber.keep(body)
         fiber.stored = Stored.body
         return fiber

@@ -138,6 +138,10 @@ public final class Runtime: @unchecked Sendable {
     /// pause (for tests; see `Executor.poll(_:)`).
     package var loopWaitRetries: Int { executors.reduce(0) { $0 + $1.waitRetries.load(ordering: .relaxed) } }
 
+    /// Fiber objects the calling executor has reused for new fibers (see `Executor.recycle(_:)`);
+    /// nil outside an executor. For tests.
+    package static var fiberObjectsReusedHere: Int? { Executor.current?.reusedFibers }
+
     /// Fiber objects alive in the process (every runtime) that were made while
     /// ``tracksFiberObjects`` was on: a leak check for tests.
     package static var liveFiberObjects: Int { FiberCounters.liveObjects.load(ordering: .acquiring) }
