@@ -637,6 +637,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             Unmanaged.passUnretained(fiber).release()
             return
         }
+        fiber.dropUnclaimable()
         fiber.queueNext = recycledHead
         recycledHead = Unmanaged.passUnretained(fiber).toOpaque()
         recycledCount += 1

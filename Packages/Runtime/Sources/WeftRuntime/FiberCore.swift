@@ -151,6 +151,17 @@ final class FiberCore: @unchecked Sendable {
         return fiber
     }
 
+    /// Lets go of what a finished fiber keeps that nobody can take any more, as its deinit would
+    /// have (called when its object is kept for reuse): the error (its group read it when the fiber
+    /// completed), and the result of a detached fiber. A result that may still be joined stays;
+    /// if its handles go unjoined, it is freed when the object is reused or its executor stops.
+    func dropUnclaimable() {
+        failure = nil
+        if stored == Stored.result && completion.load(ordering: .acquiring) & Completion.detached != 0 {
+            thunk(self, .destroy)
+        }
+    }
+
     /// Resets a finished fiber object that nothing else references to the state of a new one.
     /// What its finish already cleared (context, stack, group, locals, waiter, pending operation,
     /// I/O owner) is left as it is.
@@ -167,7 +178,6 @@ final class FiberCore: @unchecked Sendable {
         cancelBits.store(0, ordering: .relaxed)
         wokenByCancel.store(false, ordering: .relaxed)
         shieldDepth = 0
-        failure = nil
         if observed.load(ordering: .relaxed) {
             observed.store(false, ordering: .relaxed)
             observersNotified = false
