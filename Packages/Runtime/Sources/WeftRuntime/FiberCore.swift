@@ -157,7 +157,9 @@ final class FiberCore: @unchecked Sendable {
     /// if its handles go unjoined, it is freed when the object is reused or its executor stops.
     func dropUnclaimable() {
         failure = nil
-        if stored == Stored.result && completion.load(ordering: .acquiring) & Completion.detached != 0 {
+        // The flag first: unless the fiber is detached, a joiner on another thread may be taking
+        // the result right now.
+        if completion.load(ordering: .acquiring) & Completion.detached != 0 && stored == Stored.result {
             thunk(self, .destroy)
         }
     }
