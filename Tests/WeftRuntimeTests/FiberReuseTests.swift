@@ -77,7 +77,8 @@ final class FiberReuseTests: RuntimeTestCase {
             deinit { freed.add() }
         }
         try runBoth { _ in
-            // Detached: freed when the fiber finishes, as before reuse.
+            // Detached: freed as the fiber finishes, though its handle is still held here (with
+            // reuse or without).
             for round in 1...20 {
                 let fiber = try Fiber.spawn { Tracked(freed) }
                 try fiber.detach()

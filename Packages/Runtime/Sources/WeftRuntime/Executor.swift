@@ -633,11 +633,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// references it (``takeRecycledFiber()``): then no handle can see it again, and reusing it
     /// saves the allocation, the deinitialisation and the free (a quarter of a spawn and join).
     private func recycle(_ fiber: FiberCore) {
+        fiber.dropUnclaimable()
         if !recycles || recycledCount >= Executor.recycledLimit {
             Unmanaged.passUnretained(fiber).release()
             return
         }
-        fiber.dropUnclaimable()
         fiber.queueNext = recycledHead
         recycledHead = Unmanaged.passUnretained(fiber).toOpaque()
         recycledCount += 1

@@ -151,9 +151,9 @@ final class FiberCore: @unchecked Sendable {
         return fiber
     }
 
-    /// Lets go of what a finished fiber keeps that nobody can take any more, as its deinit would
-    /// have (called when its object is kept for reuse): the error (its group read it when the fiber
-    /// completed), and the result of a detached fiber. A result that may still be joined stays;
+    /// Lets go of what a finished fiber keeps that nobody can take any more, once nothing runs on
+    /// its stack (whether or not its object is kept for reuse): the error (its group read it when
+    /// the fiber completed), and the result of a detached fiber. A result that may still be joined stays;
     /// if its handles go unjoined, it is freed when the object is reused or its executor stops.
     func dropUnclaimable() {
         failure = nil
