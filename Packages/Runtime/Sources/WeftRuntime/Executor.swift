@@ -421,6 +421,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         }
     }
 
+    /// Polls the loop once without waiting, from a fiber running on this executor (the loop is
+    /// never running then: fibers run between the scheduler's polls).
+    @inline(never)
+    func pollNow() { poll(.noWait) }
+
     @inline(never)
     private func waitFailed(_ error: LoopError) {
         switch error.code {

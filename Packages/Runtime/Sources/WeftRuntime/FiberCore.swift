@@ -317,6 +317,24 @@ final class FiberCore: @unchecked Sendable {
     /// continues when the scheduler picks it again (possibly on another executor).
     func yieldNow() { switchOut(.yield) }
 
+    /// Polls the executor's loop once, without waiting, right after `op` was submitted; if that
+    /// completed it (its callback ran and found this fiber running, so it marked it notified),
+    /// takes the notification back and returns true: the caller goes on without parking. After a
+    /// budget of such completions in a row the fiber yields, as for operations that complete at
+    /// once on epoll (``Fiber/perform(_:)``).
+    func completesEagerly(_ op: UnsafeMutablePointer<LoopOperation>, on executor: Executor) -> Bool {
+        executor.pollNow()
+        if op.pointee.isPending { return false }
+        let taken = runState.compareExchange(expected: Run.notified, desired: Run.running, ordering: .acquiringAndReleasing)
+        precondition(taken.exchanged, "a completed operation's wake was not recorded")
+        executor.immediateBudget -= 1
+        if executor.immediateBudget <= 0 {
+            executor.immediateBudget = Executor.immediateLimit
+            yieldNow()
+        }
+        return true
+    }
+
     /// Switches out of the running fiber until ``wake(_:)``; returns on whatever executor resumes
     /// it. Exactly one wake is expected per park (a wake that comes first is kept).
     func park() { switchOut(.park) }
