@@ -318,6 +318,18 @@ static inline __attribute__((always_inline)) int weft_switch_is_plain(const weft
            && (to->thread_root || weft_state_word(to) == 0) && (weft_altstack_ready || to->guard_size == 0);
 }
 
+/* The plain path's bookkeeping before the assembly switch: returns 1, with the target made the
+ * thread's current fiber, when the switch needs no call; 0 leaves everything to the general path
+ * (which also reports a failed canary). Used by every switch, the last one of a context included. */
+static inline __attribute__((always_inline)) int weft_enter_plain(weft_fiber *from, const weft_fiber *to) {
+    if (!weft_switch_is_plain(from, to)) return 0;
+    if (from->thread_root) from->as_current = weft_current_fiber;
+    const weft_fiber *running = from->as_current;
+    if (__builtin_expect(running != NULL && running->canary != NULL && *running->canary != WEFT_CANARY, 0)) return 0;
+    weft_current_fiber = to->as_current;
+    return 1;
+}
+
 static __attribute__((noinline)) void *weft_fiber_switch_general(weft_fiber *from, weft_fiber *to, void *transfer) {
     weft_before_switch(from, to, 0);
     return weft_context_switch(&from->sp, to->sp, transfer);
@@ -326,16 +338,8 @@ static __attribute__((noinline)) void *weft_fiber_switch_general(weft_fiber *fro
 
 void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
 #if !WEFT_ASAN && !WEFT_TSAN
-    if (__builtin_expect(weft_switch_is_plain(from, to), 1)) {
-        if (from->thread_root) from->as_current = weft_current_fiber;
-        const weft_fiber *running = from->as_current;
-        /* Only tail calls on this path (a failed canary is reported by the general path), so
-         * it saves no registers of its own. */
-        if (__builtin_expect(running == NULL || running->canary == NULL || *running->canary == WEFT_CANARY, 1)) {
-            weft_current_fiber = to->as_current;
-            return weft_context_switch(&from->sp, to->sp, transfer);
-        }
-    }
+    /* Only tail calls on this path, so it saves no registers of its own. */
+    if (__builtin_expect(weft_enter_plain(from, to), 1)) return weft_context_switch(&from->sp, to->sp, transfer);
     return weft_fiber_switch_general(from, to, transfer);
 #else
 #if WEFT_TSAN
@@ -354,6 +358,12 @@ void *weft_fiber_switch(weft_fiber *from, weft_fiber *to, void *transfer) {
 }
 
 void weft_fiber_exit(weft_fiber *from, weft_fiber *to, void *transfer) {
+#if !WEFT_ASAN && !WEFT_TSAN
+    if (__builtin_expect(weft_enter_plain(from, to), 1)) {
+        weft_context_switch(&from->sp, to->sp, transfer);
+        weft_fatal("weft: a finished context was resumed");
+    }
+#endif
     weft_before_switch(from, to, 1);
     weft_context_switch(&from->sp, to->sp, transfer);
     weft_fatal("weft: a finished context was resumed");

@@ -226,11 +226,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             return next
         }
         if head == nil { tail = nil }
-        if shared {
-            queued.subtract(1, ordering: .relaxed)
-        } else {
-            queued.store(queued.load(ordering: .relaxed) - 1, ordering: .relaxed)
-        }
+        // Changed only under the lock: a plain store, not a locked decrement. (An increment is
+        // sequentially consistent with several executors: see `push`.)
+        queued.store(queued.load(ordering: .relaxed) - 1, ordering: .relaxed)
         unlock()
         return fiber
     }
@@ -260,7 +258,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             }
             node = next
         }
-        queued.subtract(stolen.count, ordering: .relaxed)
+        queued.store(queued.load(ordering: .relaxed) - stolen.count, ordering: .relaxed)
         unlock()
         return stolen
     }
@@ -628,7 +626,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// Lets go of a completed fiber once nothing runs on its stack: its locals, its count in the
     /// runtime, and the reference it held on itself since it was spawned.
     private func release(_ fiber: FiberCore) {
-        fiber.locals = nil
+        // Tested first: storing nil releases even the empty value (a runtime call per fiber).
+        if fiber.locals != nil { fiber.locals = nil }
         runtimeRef._withUnsafeGuaranteedRef { $0.fiberFinished(fiber) }
         recycle(fiber)
     }
@@ -659,6 +658,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         // Unique: every handle is gone, and a handle is the only way anything reaches a finished
         // fiber (queues, joiners and the loop hold running or parked fibers only).
         if !isKnownUniquelyReferenced(&fiber) { return nil }
+        // The last handle may have been dropped on another thread: its release (a releasing
+        // decrement) must be ordered before the writes of the reuse. The runtime's uniqueness
+        // check loads the count without ordering on some platforms; this fence supplies it (on
+        // x86-64 it costs nothing).
+        atomicMemoryFence(ordering: .acquiring)
         reusedFibers &+= 1
         return fiber
     }

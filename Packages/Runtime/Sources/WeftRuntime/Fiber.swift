@@ -42,8 +42,9 @@ public enum Fiber {
     ///   ``Runtime/spawn(_:)`` there).
     @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let fiber = FiberCore.make(body)
-        try FiberCore.spawnHere(fiber)
+        let (fiber, executor) = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: T.self))
+        fiber.holdBody(body)
+        FiberCore.startHere(fiber, on: executor)
         return JoinHandle(fiber: fiber)
     }
 

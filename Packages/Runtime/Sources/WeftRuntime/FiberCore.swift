@@ -144,11 +144,33 @@ final class FiberCore: @unchecked Sendable {
     /// reset to the state of a new one; or nil.
     @usableFromInline
     static func recycled(thunk: @escaping FiberThunk) -> FiberCore? {
-        guard let executor = Executor.currentUnmanaged,
-            let fiber = executor._withUnsafeGuaranteedRef({ $0.takeRecycledFiber() })
-        else { return nil }
+        recycled(thunk: thunk, on: Executor.currentUnmanaged)
+    }
+
+    private static func recycled(thunk: @escaping FiberThunk, on executor: Unmanaged<Executor>?) -> FiberCore? {
+        guard let executor, let fiber = executor._withUnsafeGuaranteedRef({ $0.takeRecycledFiber() }) else { return nil }
         fiber.reuse(thunk: thunk)
         return fiber
+    }
+
+    /// The non-generic first half of ``Fiber/spawn(_:)``: a fiber object for a new fiber on the
+    /// calling executor (recycled, or new), and that executor, for ``startHere(_:on:)``. The
+    /// executor is read once for both halves (a call and a thread-local read).
+    @usableFromInline
+    static func obtainHere(thunk: @escaping FiberThunk) throws(FiberError) -> (FiberCore, UnsafeMutableRawPointer) {
+        guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
+        let fiber = recycled(thunk: thunk, on: executor) ?? FiberCore(thunk: thunk)
+        return (fiber, executor.toOpaque())
+    }
+
+    /// The second half: admits the fiber, which holds its body now, and queues it on `executor`
+    /// (the calling one, from ``obtainHere(thunk:)``).
+    @usableFromInline
+    static func startHere(_ fiber: FiberCore, on executor: UnsafeMutableRawPointer) {
+        Unmanaged<Executor>.fromOpaque(executor)._withUnsafeGuaranteedRef { e in
+            e.admit(fiber)
+            e.pushLocal(fiber)
+        }
     }
 
     /// Lets go of what a finished fiber keeps that nobody can take any more, once nothing runs on
@@ -156,7 +178,8 @@ final class FiberCore: @unchecked Sendable {
     /// the fiber completed), and the result of a detached fiber. A result that may still be joined stays;
     /// if its handles go unjoined, it is freed when the object is reused or its executor stops.
     func dropUnclaimable() {
-        failure = nil
+        // Tested first: storing nil calls into the runtime to release even an empty existential.
+        if failure != nil { failure = nil }
         // The flag first: unless the fiber is detached, a joiner on another thread may be taking
         // the result right now.
         if completion.load(ordering: .acquiring) & Completion.detached != 0 && stored == Stored.result {
@@ -183,17 +206,6 @@ final class FiberCore: @unchecked Sendable {
         if observed.load(ordering: .relaxed) {
             observed.store(false, ordering: .relaxed)
             observersNotified = false
-        }
-    }
-
-    /// Starts a freshly made fiber on the calling executor (the non-generic half of
-    /// ``Fiber/spawn(_:)``, which is inlined so the fiber's type is known at the call site).
-    @usableFromInline
-    static func spawnHere(_ fiber: FiberCore) throws(FiberError) {
-        guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
-        executor._withUnsafeGuaranteedRef { e in
-            e.admit(fiber)
-            e.pushLocal(fiber)
         }
     }
 
@@ -414,11 +426,23 @@ extension FiberCore {
     /// for `T` there and needs no generic metadata at run time.
     @inlinable
     static func make<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> FiberCore {
-        let thunk: FiberThunk = { fiber, action in fiber.act(action, resultType: T.self) }
+        let thunk = thunk(for: T.self)
         let fiber = recycled(thunk: thunk) ?? FiberCore(thunk: thunk)
-        fiber.keep(body)
-        fiber.stored = Stored.body
+        fiber.holdBody(body)
         return fiber
+    }
+
+    /// The thunk of fibers whose result is a `T`.
+    @inlinable
+    static func thunk<T: Sendable>(for _: T.Type) -> FiberThunk {
+        { fiber, action in fiber.act(action, resultType: T.self) }
+    }
+
+    /// Keeps the body of a fiber not yet started.
+    @inlinable
+    func holdBody<T: Sendable>(_ body: @escaping @Sendable () throws -> T) {
+        keep(body)
+        stored = Stored.body
     }
 
     @inlinable

@@ -20,12 +20,16 @@ public final class Group: Sendable {
     /// - Parameter body: The child's body.
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread.
     public func spawn(_ body: @escaping @Sendable () throws -> Void) throws(FiberError) {
-        guard let executor = Executor.current else { throw .notInFiber(operation: "Group.spawn") }
-        let fiber = FiberCore.make(body)
+        let (fiber, executor): (FiberCore, UnsafeMutableRawPointer)
+        do {
+            (fiber, executor) = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: Void.self))
+        } catch {
+            throw .notInFiber(operation: "Group.spawn")
+        }
+        fiber.holdBody(body)
         fiber.group = core
         if core.add(fiber) { fiber.cancel(timeout: false) }
-        executor.runtime.admit(fiber)
-        executor.pushLocal(fiber)
+        FiberCore.startHere(fiber, on: executor)
     }
 
     /// Calls the observer's callback once, under the group's lock, when the last running child
