@@ -73,6 +73,33 @@ final class GroupTests: RuntimeTestCase {
         }
     }
 
+    func testChildrenThatFinishBeforeTheWokenWaiterResumesWakeItOnce() throws {
+        // The last child wakes the waiter; until the waiter resumes it stays registered, and a
+        // child spawned and finished meanwhile (here from another executor) brings the count to
+        // zero again. A second wake would make the waiter's next park return at once: its join
+        // would then take the result of a fiber that has not finished.
+        try runBoth(executors: [3]) { _ in
+            let group = Group()
+            let stop = Counter()
+            let spawners = try (0..<2).map { _ in
+                try Fiber.spawn {
+                    while stop.value == 0 {
+                        try group.spawn {}
+                        try Fiber.yield()
+                    }
+                }
+            }
+            for round in 0..<2000 {
+                try group.spawn {}
+                try group.wait()
+                XCTAssertEqual(try Fiber.spawn { () throws -> Int in try Fiber.yield(); return round }.join(), round)
+            }
+            stop.add()
+            for spawner in spawners { try spawner.join() }
+            try group.wait()
+        }
+    }
+
     func testCancellingTheWaiterCancelsTheChildren() throws {
         try runBoth { _ in
             let started = Counter()

@@ -186,6 +186,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// executor to steal it.
     @inline(__always)
     func pushLocal(_ fiber: FiberCore) {
+        assert(isCurrent, "a fiber was queued as local from another executor's thread")
         let count = append(fiber)
         if shared && count > 1 && runtimeRef._withUnsafeGuaranteedRef({ $0.sleepers.load(ordering: .sequentiallyConsistent) }) > 0 {
             runtime.wakeIdle(except: self)
@@ -623,11 +624,23 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @inline(__always)
     func admit(_ fiber: FiberCore) { runtimeRef._withUnsafeGuaranteedRef { $0.admit(fiber) } }
 
-    /// Lets go of a completed fiber once nothing runs on its stack: its locals, its count in the
-    /// runtime, and the reference it held on itself since it was spawned.
+    /// Lets go of a completed fiber once nothing runs on its stack: what it holds for user code
+    /// (``FiberCore/dropUnreachable(checkingHandles:)``), its count in the runtime, and the
+    /// reference it held on itself since it was spawned.
+    ///
+    /// The first step runs deinitialisers, which may suspend the fiber this runs on (it runs on
+    /// the next fiber's stack, or the scheduler's): that fiber may go on on another executor, so
+    /// the rest is done by whichever executor runs it then. Nothing of this executor's own state
+    /// is touched after user code ran.
     private func release(_ fiber: FiberCore) {
-        // Tested first: storing nil releases even the empty value (a runtime call per fiber).
-        if fiber.locals != nil { fiber.locals = nil }
+        if fiber.dropUnreachable(checkingHandles: recycles) {
+            Executor.currentUnmanaged!._withUnsafeGuaranteedRef { $0.settleFinished(fiber) }
+        } else {
+            settleFinished(fiber)
+        }
+    }
+
+    private func settleFinished(_ fiber: FiberCore) {
         runtimeRef._withUnsafeGuaranteedRef { $0.fiberFinished(fiber) }
         recycle(fiber)
     }
@@ -636,9 +649,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// this executor; or lets it go when the list is full. A spawn takes it only once nothing else
     /// references it (``takeRecycledFiber()``): then no handle can see it again, and reusing it
     /// saves the allocation, the deinitialisation and the free (a quarter of a spawn and join).
+    /// From this executor's thread only.
     private func recycle(_ fiber: FiberCore) {
-        fiber.dropUnclaimable()
+        assert(isCurrent, "a fiber object was recycled on another executor's thread")
         if !recycles || recycledCount >= Executor.recycledLimit {
+            // The last step: the deinitialiser of a result it still holds may run here.
             Unmanaged.passUnretained(fiber).release()
             return
         }
@@ -651,6 +666,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// else nil, and the list lets go of that object (whoever still holds it frees it). From this
     /// executor's thread only.
     func takeRecycledFiber() -> FiberCore? {
+        assert(isCurrent, "a recycled fiber object was taken on another executor's thread")
         guard let raw = recycledHead else { return nil }
         var fiber = Unmanaged<FiberCore>.fromOpaque(raw).takeRetainedValue()
         recycledHead = fiber.queueNext

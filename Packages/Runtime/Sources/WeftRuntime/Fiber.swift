@@ -42,9 +42,9 @@ public enum Fiber {
     ///   ``Runtime/spawn(_:)`` there).
     @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
-        let (fiber, executor) = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: T.self))
+        let fiber = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: T.self))
         fiber.holdBody(body)
-        FiberCore.startHere(fiber, on: executor)
+        FiberCore.startHere(fiber)
         return JoinHandle(fiber: fiber)
     }
 

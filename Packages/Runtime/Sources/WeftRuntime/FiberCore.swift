@@ -153,45 +153,79 @@ final class FiberCore: @unchecked Sendable {
         return fiber
     }
 
-    /// The non-generic first half of ``Fiber/spawn(_:)``: a fiber object for a new fiber on the
-    /// calling executor (recycled, or new), and that executor, for ``startHere(_:on:)``. The
-    /// executor is read once for both halves (a call and a thread-local read).
+    /// The non-generic first half of ``Fiber/spawn(_:)``: a fiber object for a new fiber, the
+    /// object of one that finished on the calling executor if it is free (recycled), else a new one.
+    ///
+    /// Making it may run user code (the deinitialiser of a result nobody took, see ``reuse(thunk:)``)
+    /// that suspends, so the caller may be on another executor afterwards: ``startHere(_:)`` reads
+    /// the executor again.
     @usableFromInline
-    static func obtainHere(thunk: @escaping FiberThunk) throws(FiberError) -> (FiberCore, UnsafeMutableRawPointer) {
+    static func obtainHere(thunk: @escaping FiberThunk) throws(FiberError) -> FiberCore {
         guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
-        let fiber = recycled(thunk: thunk, on: executor) ?? FiberCore(thunk: thunk)
-        return (fiber, executor.toOpaque())
+        return recycled(thunk: thunk, on: executor) ?? FiberCore(thunk: thunk)
     }
 
-    /// The second half: admits the fiber, which holds its body now, and queues it on `executor`
-    /// (the calling one, from ``obtainHere(thunk:)``).
+    /// The second half: admits the fiber, which holds its body now, and queues it on the calling
+    /// executor.
     @usableFromInline
-    static func startHere(_ fiber: FiberCore, on executor: UnsafeMutableRawPointer) {
-        Unmanaged<Executor>.fromOpaque(executor)._withUnsafeGuaranteedRef { e in
+    static func startHere(_ fiber: FiberCore) {
+        Executor.currentUnmanaged!._withUnsafeGuaranteedRef { e in
             e.admit(fiber)
             e.pushLocal(fiber)
         }
     }
 
-    /// Lets go of what a finished fiber keeps that nobody can take any more, once nothing runs on
-    /// its stack (whether or not its object is kept for reuse): the error (its group read it when
-    /// the fiber completed), and the result of a detached fiber. A result that may still be joined stays;
-    /// if its handles go unjoined, it is freed when the object is reused or its executor stops.
-    func dropUnclaimable() {
-        // Tested first: storing nil calls into the runtime to release even an empty existential.
-        if failure != nil { failure = nil }
-        // The flag first: unless the fiber is detached, a joiner on another thread may be taking
-        // the result right now.
-        if completion.load(ordering: .acquiring) & Completion.detached != 0 && stored == Stored.result {
-            thunk(self, .destroy)
+    /// Lets go of what a finished fiber holds for user code that nobody can take any more, once
+    /// nothing runs on its stack (whether or not its object is kept for reuse): its fiber-local
+    /// values, its error (its group read it when the fiber completed), and its result when the
+    /// fiber is detached or, with `checkingHandles`, when no handle to it is left (the caller
+    /// holds the fiber's own reference). A result that may still be joined stays; if its last
+    /// handle goes unjoined later, it is freed when the object is reused or its executor stops.
+    ///
+    /// Returns whether anything was dropped: deinitialisers ran then, and they may have suspended
+    /// the calling fiber, which may go on on another executor.
+    func dropUnreachable(checkingHandles: Bool) -> Bool {
+        var dropped = false
+        // Tested first: storing nil calls into the runtime to release even an empty value.
+        if locals != nil {
+            locals = nil
+            dropped = true
         }
+        if failure != nil {
+            failure = nil
+            dropped = true
+        }
+        if stored == Stored.result {
+            // The flags first: unless the fiber is detached or nobody can reach it, a joiner on
+            // another thread may be taking the result right now.
+            let word = completion.load(ordering: .acquiring)
+            if word & Completion.detached != 0
+                || (checkingHandles && word & Completion.claimed == 0 && isOnlySelfReferenced())
+            {
+                thunk(self, .destroy)
+                dropped = true
+            }
+        }
+        return dropped
+    }
+
+    /// Whether the fiber's own reference (held from its spawn until its object is recycled or
+    /// freed) is the only one: no handle exists, so none can be made again.
+    private func isOnlySelfReferenced() -> Bool {
+        // Borrows the fiber's own reference for the check and gives it back.
+        var me = Unmanaged.passUnretained(self).takeRetainedValue()
+        let unique = isKnownUniquelyReferenced(&me)
+        _ = Unmanaged.passRetained(me)
+        // The last handle may have been dropped on another thread: see `Executor.takeRecycledFiber`.
+        if unique { atomicMemoryFence(ordering: .acquiring) }
+        return unique
     }
 
     /// Resets a finished fiber object that nothing else references to the state of a new one.
     /// What its finish already cleared (context, stack, group, locals, waiter, pending operation,
     /// I/O owner) is left as it is.
     private func reuse(thunk: @escaping FiberThunk) {
-        // A result nobody took (the fiber was detached, or its handles dropped unjoined).
+        // A result nobody took (its last handle was dropped unjoined after the fiber finished).
         if stored != Stored.nothing { self.thunk(self, .destroy) }
         self.thunk = thunk
         queueNext = nil

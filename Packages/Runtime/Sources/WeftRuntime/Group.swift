@@ -20,16 +20,16 @@ public final class Group: Sendable {
     /// - Parameter body: The child's body.
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread.
     public func spawn(_ body: @escaping @Sendable () throws -> Void) throws(FiberError) {
-        let (fiber, executor): (FiberCore, UnsafeMutableRawPointer)
+        let fiber: FiberCore
         do {
-            (fiber, executor) = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: Void.self))
+            fiber = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: Void.self))
         } catch {
             throw .notInFiber(operation: "Group.spawn")
         }
         fiber.holdBody(body)
         fiber.group = core
         if core.add(fiber) { fiber.cancel(timeout: false) }
-        FiberCore.startHere(fiber, on: executor)
+        FiberCore.startHere(fiber)
     }
 
     /// Calls the observer's callback once, under the group's lock, when the last running child
@@ -72,6 +72,9 @@ final class GroupCore: @unchecked Sendable {
         var children: [ObjectIdentifier: FiberCore] = [:]
         var firstError: (any Error)?
         var waiter: FiberCore?
+        /// Set once the waiter has been woken: children spawned and finished before it resumes
+        /// must not wake it again (exactly one wake per park).
+        var waiterWoken = false
         var cancelled = false
         /// Called (under the lock) when the last running child finishes.
         var observers = ObserverList()
@@ -130,6 +133,7 @@ final class GroupCore: @unchecked Sendable {
             state.firstError = nil
             state.cancelled = false
             state.waiter = nil
+            state.waiterWoken = false
             return error
         }
     }
@@ -158,9 +162,12 @@ final class GroupCore: @unchecked Sendable {
                 }
             }
             var waiter: FiberCore? = nil
-            if state.running == 0, let w = state.waiter {
+            if state.running == 0, let w = state.waiter, !state.waiterWoken {
                 waiter = w
-                // The waiter stays registered until it resumes, so a second waiter is refused.
+                // The waiter stays registered until it resumes, so a second waiter is refused;
+                // a child spawned and finished meanwhile brings `running` to zero again, but the
+                // waiter is woken once.
+                state.waiterWoken = true
             }
             if state.running == 0 && !state.observers.isEmpty {
                 // Under the lock, so a removal that returns has no callback still running.
