@@ -74,6 +74,24 @@ final class LockTests: SyncTestCase {
         }
     }
 
+    func testALockLeftLockedByAFinishedFiberIsNotOwnedByTheNextFiber() throws {
+        // The next fiber spawned on the executor usually gets the finished fiber's object (it is
+        // reused) or its address (the allocator reuses it): it must not pass for the owner.
+        try runBoth { _ in
+            for _ in 0..<20 {
+                let mutex = Mutex()
+                try Fiber.spawn { try mutex.lock() }.join()
+                let next = try Fiber.spawn { () -> SyncError? in
+                    do { try mutex.unlock() } catch { return error as? SyncError }
+                    return nil
+                }
+                XCTAssertEqual(try next.join(), .notOwner(operation: "Mutex.unlock"))
+                XCTAssertFalse(try Fiber.spawn { try mutex.tryLock() }.join())
+                XCTAssertTrue(mutex.isLocked)
+            }
+        }
+    }
+
     func testMutexTimedAndCancelledLocks() throws {
         try runBoth { _ in
             let mutex = Mutex()

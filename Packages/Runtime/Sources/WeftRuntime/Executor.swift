@@ -85,6 +85,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// reads before the reuse lives in the Swift runtime, which ThreadSanitizer does not see; it
     /// would report each reuse as a race with the reads.
     private let recycles: Bool
+    @exclusivity(unchecked) private var generationCounter: UInt16 = 0
 
     /// The runtime and its stack pool, unretained for the switch paths (both outlive every executor;
     /// reading an `unowned(unsafe)` reference still costs a retain and release per use).
@@ -665,6 +666,13 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// The most recently finished fiber object, if nothing but this list references it any more;
     /// else nil, and the list lets go of that object (whoever still holds it frees it). From this
     /// executor's thread only.
+    /// The generation a new fiber object made on this executor starts with (see
+    /// `FiberCore.identity`). This executor's thread only.
+    func nextGeneration() -> UInt16 {
+        generationCounter &+= 1
+        return generationCounter
+    }
+
     func takeRecycledFiber() -> FiberCore? {
         assert(isCurrent, "a recycled fiber object was taken on another executor's thread")
         guard let raw = recycledHead else { return nil }

@@ -126,9 +126,17 @@ final class FiberCore: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var thunk: FiberThunk
     /// Whether this object is in ``FiberCounters/liveObjects`` (made while tracking was on).
     private let counted: Bool
+    /// Tells apart the fibers that used this object (it is reused) or this address (the allocator
+    /// reuses it): part of ``identity``. Bumped on reuse; a new object takes its executor's next.
+    @exclusivity(unchecked) private var generation: UInt16
+
+    /// An identity of this fiber for owner checks (WeftSync's locks): its address and generation,
+    /// so a fiber that finished holding a lock is never taken for a later fiber at its address.
+    var identity: UInt { UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()) ^ (UInt(generation) << 48) }
 
     @usableFromInline
     init(thunk: @escaping FiberThunk) {
+        generation = Executor.currentUnmanaged?._withUnsafeGuaranteedRef { $0.nextGeneration() } ?? 0
         self.thunk = thunk
         counted = FiberCounters.tracking.load(ordering: .relaxed)
         if counted { FiberCounters.liveObjects.wrappingAdd(1, ordering: .relaxed) }
@@ -228,6 +236,7 @@ final class FiberCore: @unchecked Sendable {
         // A result nobody took (its last handle was dropped unjoined after the fiber finished).
         if stored != Stored.nothing { self.thunk(self, .destroy) }
         self.thunk = thunk
+        generation &+= 1
         queueNext = nil
         pinned = false
         countedLocally = false

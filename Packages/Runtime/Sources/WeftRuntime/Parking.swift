@@ -165,7 +165,7 @@ package struct Parking: ~Copyable {
     /// An identity for the calling fiber or thread (owner checks of locks).
     @usableFromInline
     package static var currentIdentity: UInt {
-        if let fiber = runningFiber { return UInt(bitPattern: fiber.toOpaque()) }
+        if let fiber = runningFiber { return fiber._withUnsafeGuaranteedRef { $0.identity } }
         return UInt(pthread_self())
     }
 }
