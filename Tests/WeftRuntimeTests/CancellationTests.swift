@@ -262,4 +262,39 @@ final class CancellationTests: RuntimeTestCase {
             XCTAssertEqual(finished.value + cancelled.value, rounds * 50)
         }
     }
+
+    func testACancelRequestLeftInTheInboxDoesNotCancelALaterOperation() throws {
+        // The request waits in executor 0's inbox (a task holds the executor's thread) while the
+        // fiber's timer completes on its own; the fiber then takes its CancellationError, and the
+        // request must not cancel the cleanup operation it submits next.
+        let results = try runBoth(executors: [1]) { _ -> String in
+            let runtime = Runtime.current!
+            let child = try Fiber.spawn { () -> String in
+                try Fiber.sleep(for: .milliseconds(20))
+                do {
+                    try Fiber.checkCancellation()
+                    return "not cancelled"
+                } catch {}
+                do {
+                    try Fiber.sleep(for: .milliseconds(1))
+                    return "cleanup ok"
+                } catch {
+                    return "cleanup failed: \(error)"
+                }
+            }
+            try Fiber.yield()  // the child's timer is submitted
+            Task(executorPreference: runtime.taskExecutor(0)) {
+                let requested = DispatchSemaphore(value: 0)
+                Thread {
+                    child.cancel()
+                    requested.signal()
+                }.start()
+                requested.wait()
+                // Keep the executor until the child's timer has expired (60 ms after it was armed).
+                usleep(60_000)
+            }
+            return try child.join()
+        }
+        XCTAssertEqual(results, ["cleanup ok"])
+    }
 }

@@ -85,4 +85,92 @@ final class TimeoutTests: RuntimeTestCase {
             }
         }
     }
+
+    // Each request gets its own CancellationError, whatever was delivered before it.
+
+    func testATimeoutInCleanupCodeAfterADeliveredCancellationFires() throws {
+        let results = try runBoth(executors: [1]) { _ -> String in
+            let child = try Fiber.spawn { () -> String in
+                do {
+                    try Fiber.sleep(for: .seconds(3600))
+                    return "not cancelled"
+                } catch {}
+                // Cleanup after the delivered cancellation, bounded by a timeout of its own.
+                let start = ContinuousClock.now
+                do {
+                    try Fiber.withTimeout(.milliseconds(20)) {
+                        while ContinuousClock.now - start < .seconds(5) { try Fiber.yield() }
+                    }
+                    return "timeout lost"
+                } catch is TimeoutError {
+                    return "timed out"
+                } catch {
+                    return "other: \(error)"
+                }
+            }
+            try Fiber.yield()
+            child.cancel()
+            return try child.join()
+        }
+        XCTAssertEqual(results, ["timed out"])
+    }
+
+    func testACancelDuringATimedOutBodysCleanupIsDeliveredAfterTheTimeout() throws {
+        let results = try runBoth(executors: [1]) { _ -> String in
+            let inCleanup = Counter()
+            let cancelled = Counter()
+            let child = try Fiber.spawn { () -> String in
+                do {
+                    try Fiber.withTimeout(.milliseconds(5)) {
+                        do { try Fiber.sleep(for: .seconds(3600)) } catch {
+                            inCleanup.add()
+                            // Shielded cleanup that lasts until the cancel below has arrived.
+                            Fiber.withCancellationShield {
+                                while cancelled.value == 0 { try? Fiber.yield() }
+                            }
+                            throw error
+                        }
+                    }
+                    return "no timeout"
+                } catch is TimeoutError {}
+                do {
+                    try Fiber.sleep(for: .seconds(2))
+                    return "cancel lost"
+                } catch is CancellationError {
+                    return "cancelled"
+                }
+            }
+            while inCleanup.value == 0 { try Fiber.yield() }
+            child.cancel()
+            cancelled.add()
+            return try child.join()
+        }
+        XCTAssertEqual(results, ["cancelled"])
+    }
+
+    func testAnOuterTimeoutFiringWhileAnInnerOnesErrorIsHandledStillInterrupts() throws {
+        let results = try runBoth(executors: [1]) { _ -> String in
+            let outerFired = Counter()
+            do {
+                try Fiber.withTimeout(.milliseconds(30)) {
+                    do {
+                        try Fiber.withTimeout(.milliseconds(5)) {
+                            do { try Fiber.sleep(for: .seconds(3600)) } catch {
+                                // Shielded until the outer timeout has certainly fired.
+                                Fiber.withCancellationShield { _ = try? Fiber.sleep(for: .milliseconds(60)) }
+                                outerFired.add()
+                                throw error
+                            }
+                        }
+                    } catch is TimeoutError {}
+                    let start = ContinuousClock.now
+                    while ContinuousClock.now - start < .seconds(5) { try Fiber.yield() }
+                }
+                return "outer timeout lost"
+            } catch let error as TimeoutError {
+                return "timed out \(error.timeout)"
+            }
+        }
+        XCTAssertEqual(results, ["timed out \(Duration.milliseconds(30))"])
+    }
 }

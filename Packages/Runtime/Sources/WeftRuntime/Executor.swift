@@ -286,8 +286,11 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// `ioExecutor` names this executor (only this thread's callbacks clear it).
     private func cancelPendingOperation(of fiber: FiberCore) {
         guard fiber.ioExecutor.load(ordering: .acquiring) == index + 1, let op = fiber.pendingOp else { return }
-        // A shielded fiber's operation runs to its natural end; the cancellation waits for the shield.
-        if fiber.shieldDepth > 0 { return }
+        // A shielded fiber's operation runs to its natural end; the cancellation waits for the
+        // shield. A request that waited in the inbox while the operation it was meant for
+        // completed, and the fiber took its `CancellationError` (or its timeout was claimed),
+        // must not cancel the operation the fiber does next (`cancelPending` is false then).
+        if !fiber.cancelPending { return }
         loop.cancel(op)
     }
 

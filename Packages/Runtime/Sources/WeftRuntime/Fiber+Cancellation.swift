@@ -47,6 +47,7 @@ extension Fiber {
         if frame.fired {
             fiber.claimTimeout()
             if case .failure(let error) = outcome, error is CancellationError {
+                fiber.takeTimeoutConversion()
                 throw TimeoutError(timeout: duration)
             }
         }

@@ -55,12 +55,25 @@ final class FiberCore: @unchecked Sendable {
         static let flags = 15
     }
 
-    /// `cancelBits`: bit 0 cancelled from outside, bit 1 a `CancellationError` was delivered for the
-    /// current requests, bits 2… the number of timeouts that fired and were not yet claimed.
+    /// `cancelBits`: the cancellation requests and which of them a `CancellationError` has covered.
+    /// Bit 0: cancelled from outside; bit 1: that was delivered; bit 2: the last delivery was the
+    /// one that covered it (see ``takeTimeoutConversion()``). Bits 3…31: timeouts that fired and
+    /// were not yet claimed; bits 32…: how many of those a delivery covered. A request is pending
+    /// while it is not covered, so one that arrives after a delivery (a timeout armed in cleanup
+    /// code, a cancel during a timed-out body's cleanup) gets its own `CancellationError`.
     enum CancelBit {
         static let external = 1
-        static let delivered = 2
-        static let timeoutUnit = 4
+        static let externalDelivered = 2
+        static let externalInLastDelivery = 4
+        static let timeoutUnit = 8
+        static let deliveredTimeoutUnit = 1 << 32
+        static let countMask = (1 << 29) - 1
+
+        static func fired(_ bits: Int) -> Int { (bits >> 3) & countMask }
+        static func deliveredTimeouts(_ bits: Int) -> Int { (bits >> 32) & countMask }
+        static func pending(_ bits: Int) -> Bool {
+            (bits & external != 0 && bits & externalDelivered == 0) || fired(bits) > deliveredTimeouts(bits)
+        }
     }
 
     /// Set when the fiber is admitted into a runtime (before it is queued).
@@ -266,8 +279,7 @@ final class FiberCore: @unchecked Sendable {
     /// Whether a cancellation is waiting to be delivered at the next suspension point.
     var cancelPending: Bool {
         if shieldDepth > 0 { return false }
-        let bits = cancelBits.load(ordering: .sequentiallyConsistent)
-        return bits & CancelBit.delivered == 0 && (bits & CancelBit.external != 0 || bits >= CancelBit.timeoutUnit)
+        return CancelBit.pending(cancelBits.load(ordering: .sequentiallyConsistent))
     }
 
     /// Throws the pending cancellation once (called by the fiber itself at suspension points).
@@ -301,8 +313,21 @@ final class FiberCore: @unchecked Sendable {
         throw CancellationError()
     }
 
-    /// Marks the pending cancellation as delivered (an operation failed with it).
-    func markDelivered() { cancelBits.bitwiseOr(CancelBit.delivered, ordering: .relaxed) }
+    /// Marks every request made so far as delivered (a `CancellationError` was thrown for them, or
+    /// an operation failed with it).
+    func markDelivered() {
+        var bits = cancelBits.load(ordering: .relaxed)
+        while true {
+            var new = bits & ~(CancelBit.countMask << 32) & ~CancelBit.externalInLastDelivery
+            new |= CancelBit.fired(bits) << 32
+            if bits & CancelBit.external != 0 && bits & CancelBit.externalDelivered == 0 {
+                new |= CancelBit.externalDelivered | CancelBit.externalInLastDelivery
+            }
+            let (done, original) = cancelBits.compareExchange(expected: bits, desired: new, ordering: .relaxed)
+            if done { return }
+            bits = original
+        }
+    }
 
     /// Requests cancellation from any thread: the flag, then the pending operation, then a
     /// cancellable park (``parkCancellable()``).
@@ -340,14 +365,29 @@ final class FiberCore: @unchecked Sendable {
         }
     }
 
-    /// Claims one fired timeout: afterwards the fiber is cancelled only if something else asked.
+    /// Claims one fired timeout (its `withTimeout` is ending): it no longer counts, nor does one
+    /// delivery of it. Another timeout that fired after that delivery stays pending, so an outer
+    /// timeout that fires while an inner one's error is handled still interrupts the body.
     func claimTimeout() {
         var bits = cancelBits.load(ordering: .relaxed)
         while true {
             var new = bits - CancelBit.timeoutUnit
-            if new & ~CancelBit.delivered == 0 { new = 0 }
+            if CancelBit.deliveredTimeouts(bits) > 0 { new -= CancelBit.deliveredTimeoutUnit }
             let (done, original) = cancelBits.compareExchange(
                 expected: bits, desired: new, ordering: .acquiringAndReleasing)
+            if done { return }
+            bits = original
+        }
+    }
+
+    /// Called when a `withTimeout` turns the `CancellationError` it caused into a `TimeoutError`:
+    /// if the same delivery also covered a cancellation from outside, that one is pending again
+    /// (the caller gets a `CancellationError` at its next suspension point instead of losing it).
+    func takeTimeoutConversion() {
+        var bits = cancelBits.load(ordering: .relaxed)
+        while bits & CancelBit.externalInLastDelivery != 0 {
+            let new = bits & ~(CancelBit.externalDelivered | CancelBit.externalInLastDelivery)
+            let (done, original) = cancelBits.compareExchange(expected: bits, desired: new, ordering: .relaxed)
             if done { return }
             bits = original
         }
