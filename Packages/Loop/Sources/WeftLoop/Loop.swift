@@ -468,6 +468,10 @@ public final class Loop {
             // Operations here for their deadline are also the backend's, which cancels them.
             if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }
         }
+        for op in pool.takeQueued() {
+            op.pointee.cancelRequested = true
+            completeLater(op, result: -ECANCELED)
+        }
         backend.cancelAll(loop: self)
         running = true
         while pendingCount > 0 {

@@ -97,7 +97,20 @@ final class LoopThreadPool: @unchecked Sendable {
         return true
     }
 
-    /// Lets idle threads exit at once; queued work still runs.
+    /// Takes every queued operation that has not started out of the queue (the loop is closing:
+    /// they complete with ECANCELED instead of running).
+    func takeQueued() -> [UnsafeMutablePointer<LoopOperation>] {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        var taken: [UnsafeMutablePointer<LoopOperation>] = []
+        while let op = head {
+            unlink(op)
+            taken.append(op)
+        }
+        return taken
+    }
+
+    /// Lets idle threads exit at once.
     func close() {
         pthread_mutex_lock(mutex)
         closing = true

@@ -472,7 +472,9 @@ final class UringBackend: LoopBackend {
             remote.acknowledgeWake()
             if completion.flags & UInt32(IORING_CQE_F_MORE) == 0 {
                 wakeArmed = false
-                if !closing { armWake() }
+                // Also while closing: the cancel-all ends this poll too, and thread-pool work
+                // still running reports its completion through the eventfd.
+                armWake()
             }
             return
         }
@@ -490,7 +492,8 @@ final class UringBackend: LoopBackend {
             op.pointee.timedOut = true
         }
         if op.pointee.place == Self.awaitingReadiness {
-            if result < 0 || op.pointee.cancelRequested {
+            if result < 0 || op.pointee.cancelRequested || closing {
+                // (Closing: the cancel-all has gone by, so a retry would never be cancelled.)
                 finish(op, result: result < 0 ? result : -ECANCELED, loop: loop)
             } else if op.pointee.kind == .recvMultishot && Loop.acceptedRing(of: op)?.availableCount == 0 {
                 // Something arrived while the caller holds every buffer
@@ -513,6 +516,11 @@ final class UringBackend: LoopBackend {
             if result == -ETIME { result = 0 }
         case .recv, .send, .recvmsg, .sendmsg, .read, .write, .readv, .writev, .accept:
             if result == -EAGAIN && !op.pointee.cancelRequested {
+                // Closing: the cancel-all has gone by, and a wait for readiness would never end.
+                if closing {
+                    finish(op, result: -ECANCELED, loop: loop)
+                    return
+                }
                 awaitReadiness(op)
                 return
             }
