@@ -1,3 +1,4 @@
+import Glibc
 import WeftRuntime
 import WeftSync
 import XCTest
@@ -90,6 +91,48 @@ final class LockTests: SyncTestCase {
                 XCTAssertTrue(mutex.isLocked)
             }
         }
+    }
+
+    func testAFiberIdentityIsNeverRepeated() throws {
+        // One object is reused for every spawn and join here: the identity must stay new well past
+        // what a 16-bit counter would allow.
+        try Runtime.run(options: .init(executors: .one)) {
+            let mutex = Mutex()
+            try Fiber.spawn { try mutex.lock() }.join()
+            var unlockedBy: Int? = nil
+            for i in 1...70_000 where unlockedBy == nil {
+                if try Fiber.spawn({ (try? mutex.unlock()) != nil }).join() { unlockedBy = i }
+            }
+            XCTAssertNil(unlockedBy)
+        }
+    }
+
+    func testALockLeftLockedByAFinishedThreadIsNotOwnedByTheNextThread() throws {
+        // The C library gives a joined thread's thread block (and so its `pthread_self()`) to the
+        // next thread it starts.
+        let unlocked = Counter()
+        for _ in 0..<20 {
+            let mutex = Mutex()
+            Self.runJoinedThread { try? mutex.lock() }
+            Self.runJoinedThread { if (try? mutex.unlock()) != nil { unlocked.add() } }
+            XCTAssertTrue(mutex.isLocked)
+        }
+        XCTAssertEqual(unlocked.value, 0)
+    }
+
+    /// Runs `body` on a new thread and joins it.
+    private static func runJoinedThread(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, Unmanaged.passRetained(Box(body)).toOpaque())
+        precondition(started == 0, "pthread_create failed")
+        pthread_join(thread, nil)
     }
 
     func testMutexTimedAndCancelledLocks() throws {

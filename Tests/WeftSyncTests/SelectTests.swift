@@ -26,6 +26,30 @@ final class SelectTests: SyncTestCase {
         }
     }
 
+    func testAReceiveCaseSelectedAgainReportsTheCloseNotTheLastValue() throws {
+        try runBoth { _ in
+            // Buffered: the value is taken at registration, the close found there.
+            let buffered = Channel<Int>(capacity: 1)
+            let incoming = buffered.onReceive()
+            try buffered.send(7)
+            XCTAssertEqual(try select(incoming), 7)
+            buffered.close()
+            XCTAssertNil(try select(incoming))
+            // Unbuffered: the value is handed to the waiting case, and so is the close.
+            let handOff = Channel<Int>()
+            let arm = handOff.onReceive()
+            let sender = try Fiber.spawn { try handOff.send(9) }
+            XCTAssertEqual(try select(arm), 9)
+            try sender.join()
+            let closer = try Fiber.spawn {
+                try SyncTestCase.until { handOff.waitingReceivers == 1 }
+                handOff.close()
+            }
+            XCTAssertNil(try select(arm))
+            try closer.join()
+        }
+    }
+
     func testSelectWaitsForTheFirstPeer() throws {
         try runBoth { _ in
             let a = Channel<Int>()

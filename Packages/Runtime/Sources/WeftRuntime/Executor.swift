@@ -85,7 +85,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// reads before the reuse lives in the Swift runtime, which ThreadSanitizer does not see; it
     /// would report each reuse as a race with the reads.
     private let recycles: Bool
-    @exclusivity(unchecked) private var generationCounter: UInt16 = 0
+    @exclusivity(unchecked) private var identityNext: UInt = 0
+    @exclusivity(unchecked) private var identityEnd: UInt = 0
 
     /// The runtime and its stack pool, unretained for the switch paths (both outlive every executor;
     /// reading an `unowned(unsafe)` reference still costs a retain and release per use).
@@ -669,11 +670,14 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     /// The most recently finished fiber object, if nothing but this list references it any more;
     /// else nil, and the list lets go of that object (whoever still holds it frees it). From this
     /// executor's thread only.
-    /// The generation a new fiber object made on this executor starts with (see
-    /// `FiberCore.identity`). This executor's thread only.
-    func nextGeneration() -> UInt16 {
-        generationCounter &+= 1
-        return generationCounter
+    /// The next identity from this executor's block (see `Identities`). This executor's thread only.
+    func nextIdentity() -> UInt {
+        if identityNext == identityEnd {
+            identityNext = Identities.takeBlock()
+            identityEnd = identityNext &+ Identities.block
+        }
+        defer { identityNext &+= 1 }
+        return identityNext
     }
 
     func takeRecycledFiber() -> FiberCore? {

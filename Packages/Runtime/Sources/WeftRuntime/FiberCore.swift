@@ -3,6 +3,20 @@ import Synchronization
 import WeftContext
 import WeftLoop
 
+/// Identities for owner checks (`FiberCore.identity`, a thread's in `ThreadParker`): one
+/// process-wide sequence, so no fiber or thread ever has another's, even at a reused address or
+/// thread block. Executors take blocks of it, one atomic operation per block.
+enum Identities {
+    static let next = Atomic<UInt>(1)
+    static let block: UInt = 4096
+
+    /// One identity, for a fiber made outside an executor or a thread.
+    static func take() -> UInt { next.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// A block of `block` identities, starting at the returned one.
+    static func takeBlock() -> UInt { next.wrappingAdd(block, ordering: .relaxed).oldValue }
+}
+
 /// Process-wide count of fiber objects for leak checks, kept only once a test turns it on
 /// (``Runtime/tracksFiberObjects``): two locked instructions per fiber are not worth paying in
 /// production for a figure only tests read.
@@ -135,21 +149,18 @@ final class FiberCore: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var storage: (Int, Int, Int, Int) = (0, 0, 0, 0)
     @usableFromInline @exclusivity(unchecked) var stored = Stored.nothing
     /// Runs, fails or destroys what ``storage`` holds; the only code that knows its type (replaced
-    /// when the object is reused, see ``reuse(thunk:)``).
+    /// when the object is reused, see ``reuse(thunk:identity:)``).
     @usableFromInline @exclusivity(unchecked) var thunk: FiberThunk
     /// Whether this object is in ``FiberCounters/liveObjects`` (made while tracking was on).
     private let counted: Bool
-    /// Tells apart the fibers that used this object (it is reused) or this address (the allocator
-    /// reuses it): part of ``identity``. Bumped on reuse; a new object takes its executor's next.
-    @exclusivity(unchecked) private var generation: UInt16
-
-    /// An identity of this fiber for owner checks (WeftSync's locks): its address and generation,
-    /// so a fiber that finished holding a lock is never taken for a later fiber at its address.
-    var identity: UInt { UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()) ^ (UInt(generation) << 48) }
+    /// This fiber's identity for owner checks (WeftSync's locks): unique in the process, for fibers
+    /// and threads alike (``Identities``), and new for each fiber an object is reused for, so a
+    /// fiber that finished holding a lock is never taken for a later one at its address.
+    @exclusivity(unchecked) private(set) var identity: UInt
 
     @usableFromInline
     init(thunk: @escaping FiberThunk) {
-        generation = Executor.currentUnmanaged?._withUnsafeGuaranteedRef { $0.nextGeneration() } ?? 0
+        identity = Executor.currentUnmanaged?._withUnsafeGuaranteedRef { $0.nextIdentity() } ?? Identities.take()
         self.thunk = thunk
         counted = FiberCounters.tracking.load(ordering: .relaxed)
         if counted { FiberCounters.liveObjects.wrappingAdd(1, ordering: .relaxed) }
@@ -170,14 +181,15 @@ final class FiberCore: @unchecked Sendable {
 
     private static func recycled(thunk: @escaping FiberThunk, on executor: Unmanaged<Executor>?) -> FiberCore? {
         guard let executor, let fiber = executor._withUnsafeGuaranteedRef({ $0.takeRecycledFiber() }) else { return nil }
-        fiber.reuse(thunk: thunk)
+        // The identity is taken before the reuse runs any user code (see `reuse(thunk:identity:)`).
+        fiber.reuse(thunk: thunk, identity: executor._withUnsafeGuaranteedRef { $0.nextIdentity() })
         return fiber
     }
 
     /// The non-generic first half of ``Fiber/spawn(_:)``: a fiber object for a new fiber, the
     /// object of one that finished on the calling executor if it is free (recycled), else a new one.
     ///
-    /// Making it may run user code (the deinitialiser of a result nobody took, see ``reuse(thunk:)``)
+    /// Making it may run user code (the deinitialiser of a result nobody took, see ``reuse(thunk:identity:)``)
     /// that suspends, so the caller may be on another executor afterwards: ``startHere(_:)`` reads
     /// the executor again.
     @usableFromInline
@@ -245,11 +257,11 @@ final class FiberCore: @unchecked Sendable {
     /// Resets a finished fiber object that nothing else references to the state of a new one.
     /// What its finish already cleared (context, stack, group, locals, waiter, pending operation,
     /// I/O owner) is left as it is.
-    private func reuse(thunk: @escaping FiberThunk) {
+    private func reuse(thunk: @escaping FiberThunk, identity: UInt) {
         // A result nobody took (its last handle was dropped unjoined after the fiber finished).
         if stored != Stored.nothing { self.thunk(self, .destroy) }
         self.thunk = thunk
-        generation &+= 1
+        self.identity = identity
         queueNext = nil
         pinned = false
         countedLocally = false

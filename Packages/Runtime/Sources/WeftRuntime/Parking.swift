@@ -166,7 +166,8 @@ package struct Parking: ~Copyable {
     @usableFromInline
     package static var currentIdentity: UInt {
         if let fiber = runningFiber { return fiber._withUnsafeGuaranteedRef { $0.identity } }
-        return UInt(pthread_self())
+        // Not `pthread_self()`: the C library gives a finished thread's value to the next one.
+        return ThreadParker.current.identity
     }
 }
 
@@ -190,6 +191,8 @@ let parkingTimerCallback: LoopCallback = { raw, context in
 
 /// A per-thread mutex and condition variable for OS threads that wait in WeftSync.
 final class ThreadParker: @unchecked Sendable {
+    /// The thread's identity for owner checks (see `Identities`).
+    let identity = Identities.take()
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var woken = false

@@ -34,13 +34,17 @@ public final class BroadcastChannel<Element: Sendable>: Sendable {
     /// - Parameter value: The message.
     /// - Throws: ``SyncError/closed(operation:)`` once the channel is closed.
     public func send(_ value: Element) throws(SyncError) {
-        let woken = try state.withLock { state throws(SyncError) -> WaitQueue in
+        let (woken, evicted) = try state.withLock { state throws(SyncError) -> (WaitQueue, Element?) in
             if state.closed { throw .closed(operation: "BroadcastChannel.send") }
-            state.ring[Int(state.sent % UInt64(capacity))] = value
+            // The message it replaces is moved out and dropped after the lock: its deinitialiser
+            // may suspend, and must not run under a spin lock.
+            var message: Element? = value
+            swap(&state.ring[Int(state.sent % UInt64(capacity))], &message)
             state.sent += 1
-            return state.waiters.claimAll()
+            return (state.waiters.claimAll(), message)
         }
         woken.wakeAll()
+        _ = consume evicted
     }
 
     /// Closes the channel: subscribers receive what is kept, then ``SyncError/closed(operation:)``.

@@ -294,7 +294,11 @@ public final class Channel<Element: Sendable>: Sendable {
         return SelectCase(
             register: { waiter in arm.header.registerReceive(waiter, into: arm.slot) },
             unregister: { waiter in arm.header.state.withLock { $0.receivers.remove(waiter.node) } },
-            finish: { _ in arm.slot.pointee })
+            finish: { waiter in
+                // Taken out, so a case selected again starts empty (and holds no value meanwhile).
+                defer { arm.slot.pointee = nil }
+                return waiter.node.pointee.closed ? nil : arm.slot.pointee
+            })
     }
 
     /// A select arm that sends `value`; it throws ``SyncError/closed(operation:)`` if it won because
