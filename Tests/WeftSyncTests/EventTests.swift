@@ -106,6 +106,40 @@ final class EventTests: SyncTestCase {
         }
     }
 
+    func testABarrierPartyThatWasCancelledDoesNotCountInTheRound() throws {
+        // The party is cancelled while it waits and has claimed its own wait, but has not left
+        // the barrier yet (it settles its timer first) when the next one arrives: that arrival
+        // must not complete a round of two on its own.
+        try Runtime.run(options: .init(executors: .one)) {
+            let barrier = Barrier(parties: 2)
+            let party = try Fiber.spawn { () -> String in
+                do {
+                    try barrier.wait(timeout: .seconds(30))
+                    return "passed"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            try SyncTestCase.until { barrier.waiterCount == 1 }
+            party.cancel()
+            try Fiber.yield()
+            var passedAlone = false
+            do {
+                try barrier.wait(timeout: .milliseconds(200))
+                passedAlone = true
+            } catch {
+                XCTAssertEqual(error as? SyncError, .timedOut(operation: "Barrier.wait"))
+            }
+            XCTAssertFalse(passedAlone)
+            XCTAssertEqual(try party.join(), "CancellationError()")
+            // The barrier is whole again: a round of two completes, with one leader.
+            let other = try Fiber.spawn { try barrier.wait() }
+            let leaderHere = try barrier.wait()
+            XCTAssertNotEqual(try other.join(), leaderHere)
+            XCTAssertEqual(barrier.waiterCount, 0)
+        }
+    }
+
     func testBarrierRoundsAndLeaders() throws {
         try runBoth { _ in
             let barrier = Barrier(parties: 4)

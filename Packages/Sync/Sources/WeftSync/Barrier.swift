@@ -28,33 +28,45 @@ public final class Barrier: Sendable {
     /// - Throws: ``SyncError/timedOut(operation:)``, `CancellationError`.
     @discardableResult
     public func wait(timeout: Duration?) throws -> Bool {
-        var leader = false
-        var woken = WaitQueue()
-        _ = try blockingWait(
-            "Barrier.wait", timeout: timeout, cancellable: true,
-            enqueue: { node in
-                // Arriving counts once: no fast first pass.
-                guard let node else { return .waiting }
-                return state.withLock { state in
-                    state.arrived += 1
-                    if state.arrived == parties {
-                        state.arrived = 0
-                        woken = state.waiters.claimAll()
-                        leader = true
-                        return .done
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            var leader = false
+            let remaining = deadline.map { max(.zero, $0 - ContinuousClock.now) }
+            let again = try blockingWait(
+                "Barrier.wait", timeout: remaining, cancellable: true,
+                enqueue: { node in
+                    // Arriving counts once: no fast first pass.
+                    guard let node else { return .waiting }
+                    let (enqueued, woken) = state.withLock { state -> (Enqueued, WaitQueue) in
+                        state.arrived += 1
+                        if state.arrived < parties { return (state.waiters.wait(node), WaitQueue()) }
+                        // The round is full if every other arrival is still waiting. One that was
+                        // cancelled or timed out has claimed its own wait and is about to leave:
+                        // it does not count, and then the round is short.
+                        var woken = state.waiters.claimAll()
+                        if woken.count == parties - 1 {
+                            state.arrived = 0
+                            leader = true
+                            return (.done, woken)
+                        }
+                        // Short: the waiters claimed here arrive again (woken with `closed` set,
+                        // they loop), and this caller waits as the first of the round.
+                        woken.markClosed()
+                        state.arrived = 1
+                        return (state.waiters.wait(node), woken)
                     }
-                    return state.waiters.wait(node)
-                }
-            },
-            dequeue: { node in
-                state.withLock { state in
-                    if node.pointee.linked {
-                        state.waiters.remove(node)
-                        state.arrived -= 1
+                    woken.wakeAll()
+                    return enqueued
+                },
+                dequeue: { node in
+                    state.withLock { state in
+                        if node.pointee.linked {
+                            state.waiters.remove(node)
+                            state.arrived -= 1
+                        }
                     }
-                }
-            })
-        woken.wakeAll()
-        return leader
+                })
+            if !again { return leader }
+        }
     }
 }

@@ -128,6 +128,16 @@ package struct WaitQueue: @unchecked Sendable {
         return claimed
     }
 
+    /// Marks every node of a detached list of claimed waiters `closed` (before they are woken).
+    @inlinable
+    package mutating func markClosed() {
+        var node = head
+        while let current = node {
+            node = current.pointee.next
+            current.pointee.closed = true
+        }
+    }
+
     /// Wakes every node of a detached list of claimed waiters.
     @inlinable
     package func wakeAll() {
