@@ -50,6 +50,29 @@ final class SelectTests: SyncTestCase {
         }
     }
 
+    func testAReadyArmCompletesTheSelectOfACancelledFiber() throws {
+        try runBoth { _ in
+            let ready = Channel<Int>(capacity: 1)
+            let idle = Channel<Int>(capacity: 1)
+            try ready.send(3)
+            let fiber = try Fiber.spawn { () -> [String] in
+                while !Fiber.isCancelled { try? Fiber.yield() }
+                var seen: [String] = []
+                // Ready: completes at once, and the cancellation stays pending.
+                seen.append("\(try select(ready.onReceive().map { $0 ?? -1 }, idle.onReceive().map { $0 ?? -2 }))")
+                do {
+                    _ = try select(idle.onReceive().map { $0 ?? -2 })
+                    seen.append("waited")
+                } catch is CancellationError {
+                    seen.append("cancelled")
+                }
+                return seen
+            }
+            fiber.cancel()
+            XCTAssertEqual(try fiber.join(), ["3", "cancelled"])
+        }
+    }
+
     func testSelectWaitsForTheFirstPeer() throws {
         try runBoth { _ in
             let a = Channel<Int>()

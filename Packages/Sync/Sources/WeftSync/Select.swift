@@ -228,7 +228,8 @@ public func select<R>(_ cases: SelectCase<R>..., timeout: Duration? = nil) throw
 /// the caller's stack.
 @inlinable
 public func select<R>(_ cases: [SelectCase<R>], timeout: Duration? = nil) throws -> R {
-    try Parking.checkCancellation()
+    // No cancellation check before the arms are tried: an arm that is ready completes the select
+    // even in a cancelled fiber, as for every primitive; the cancellation ends the park below.
     var parking = Parking()
     return try withUnsafeMutablePointer(to: &parking) { parking throws -> R in
         try withUnsafeTemporaryAllocation(of: WaitNode.self, capacity: max(1, cases.count)) { buffer throws -> R in
