@@ -162,6 +162,26 @@ int weft_epoll_wait(int epfd, struct epoll_event *events, int max, long long tim
     return r < 0 ? -errno : r;
 }
 int weft_eventfd(void) { RETRY(int, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) }
+// <linux/membarrier.h> values, spelt out for older headers.
+#define WEFT_MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
+#define WEFT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
+int weft_membarrier_register(void) {
+#ifdef SYS_membarrier
+    return syscall(SYS_membarrier, WEFT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) < 0 ? -errno : 0;
+#else
+    return -ENOSYS;
+#endif
+}
+
+int weft_membarrier(void) {
+#ifdef SYS_membarrier
+    return syscall(SYS_membarrier, WEFT_MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) < 0 ? -errno : 0;
+#else
+    return -ENOSYS;
+#endif
+}
+
 int weft_eventfd_signal(int fd) {
     uint64_t one = 1;
     // EAGAIN means the counter is saturated, which already wakes the reader.

@@ -1,5 +1,6 @@
 internal import CWeftLoop
 internal import Glibc
+import Synchronization
 import SystemPackage
 
 /// A completion-based event loop: submit operations, run the loop, get one callback per submission.
@@ -244,6 +245,7 @@ public final class Loop {
         if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
         operation.pointee.callback = callback
         operation.pointee.context = context
+        weft_flag_store(operation.pointer(to: \.completing)!, 0)
         operation.pointee.state = .pending
         operation.pointee.next = nil
         operation.pointee.prev = nil
@@ -731,6 +733,9 @@ public final class Loop {
         var r = result
         if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
         if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
+        // The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look.
+        weft_flag_store(op.pointer(to: \.completing)!, 1)
+        if remote.completionsFence { atomicMemoryFence(ordering: .sequentiallyConsistent) }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
         if op.pointee.extras != 0 { r = completeExtras(op, result: r) }
         op.pointee.rawResult = r

@@ -34,6 +34,9 @@ public struct LoopOperation {
     /// Where the backend keeps the operation while it is pending (backend-specific).
     package var place: UInt8 = 0
     package var remoteQueued = false
+    /// Set (atomically, ``LoopRemote``) as the loop starts completing the operation, cleared when
+    /// it is submitted: a cancel request from another thread that finds it set takes itself back.
+    package var completing: UInt8 = 0
     // Declared next to the other one-byte and four-byte fields so they fill what would be padding.
     /// Set while a multishot operation's callback runs and more callbacks are to come.
     package var more = false

@@ -60,15 +60,38 @@ package final class LoopRemote: @unchecked Sendable {
         wakePending.store(false, ordering: .sequentiallyConsistent)
     }
 
+    /// Whether the kernel has no expedited private memory barrier (registered once per process).
+    private static let membarrierUnavailable: Bool = weft_membarrier_register() != 0
+    /// Whether completions must fence (``Loop/complete(_:result:)``): only when the kernel has no
+    /// expedited private memory barrier, which lets the cancelling side pay for both. (Kept per
+    /// loop: reading a global costs a call on every completion.)
+    let completionsFence = LoopRemote.membarrierUnavailable
+
+    /// Queues a cancel request, unless the loop has started completing the operation.
+    ///
+    /// A handshake with ``Loop/complete(_:result:)``, which marks the operation `completing`,
+    /// then looks for requests: either it sees this one and withdraws it, or this side sees the
+    /// mark (after a barrier on every thread, or with fences on both sides) and withdraws it. So
+    /// no request outlives the callback, after which the memory may be submitted again or freed.
     func requestCancel(_ op: UnsafeMutablePointer<LoopOperation>) {
-        queues.withLock { q in
-            if op.pointee.remoteQueued { return }
+        let queuedNow = queues.withLock { q -> Bool in
+            if op.pointee.remoteQueued { return false }
             op.pointee.remoteQueued = true
             op.pointee.remotePrev = nil
             op.pointee.remoteNext = q.cancelHead.pointer
             q.cancelHead.pointer?.pointee.remotePrev = op
             q.cancelHead.pointer = op
-            queued.add(1, ordering: .releasing)
+            queued.add(1, ordering: .sequentiallyConsistent)
+            return true
+        }
+        if queuedNow {
+            if completionsFence || weft_membarrier() != 0 {
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+            }
+            if weft_flag_load(op.pointer(to: \.completing)!) != 0 {
+                withdrawCancel(op)
+                return
+            }
         }
         wake()
     }

@@ -65,6 +65,19 @@ int weft_epoll_wait(int epfd, struct epoll_event *events, int max, long long tim
 /// Makes every epoll wait use epoll_wait (as when epoll_pwait2 is missing), or, with 0, tries
 /// epoll_pwait2 again (tests).
 void weft_epoll_wait_in_milliseconds(int enabled);
+/// A one-byte flag shared with other threads without a lock (a relaxed atomic store, and a compiler
+/// barrier after it: the caller's next load must follow it in program order; the other thread
+/// pairs it with `weft_membarrier()`).
+static inline void weft_flag_store(uint8_t *flag, uint8_t value) {
+    __atomic_store_n(flag, value, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline uint8_t weft_flag_load(uint8_t *flag) { return __atomic_load_n(flag, __ATOMIC_RELAXED); }
+/// Registers the process for expedited private memory barriers; 0 on success, -errno if the
+/// kernel has none (then both sides of a handshake must fence).
+int weft_membarrier_register(void);
+/// A memory barrier on every running thread of the process (after `weft_membarrier_register()`).
+int weft_membarrier(void);
 int weft_eventfd(void);
 int weft_eventfd_signal(int fd);
 int weft_eventfd_drain(int fd);
