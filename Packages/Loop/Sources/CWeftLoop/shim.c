@@ -166,21 +166,18 @@ int weft_eventfd(void) { RETRY(int, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) }
 #define WEFT_MEMBARRIER_CMD_PRIVATE_EXPEDITED (1 << 3)
 #define WEFT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (1 << 4)
 
-int weft_membarrier_register(void) {
+static int weft_membarrier_command(int command) {
 #ifdef SYS_membarrier
-    return syscall(SYS_membarrier, WEFT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) < 0 ? -errno : 0;
+    return syscall(SYS_membarrier, command, 0, 0) < 0 ? -errno : 0;
 #else
+    (void)command;
     return -ENOSYS;
 #endif
 }
 
-int weft_membarrier(void) {
-#ifdef SYS_membarrier
-    return syscall(SYS_membarrier, WEFT_MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) < 0 ? -errno : 0;
-#else
-    return -ENOSYS;
-#endif
-}
+int weft_membarrier_register(void) { return weft_membarrier_command(WEFT_MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED); }
+
+int weft_membarrier(void) { return weft_membarrier_command(WEFT_MEMBARRIER_CMD_PRIVATE_EXPEDITED); }
 
 int weft_eventfd_signal(int fd) {
     uint64_t one = 1;
