@@ -228,13 +228,13 @@ final class FiberCore: @unchecked Sendable {
             failure = nil
             dropped = true
         }
-        if stored == Stored.result {
-            // The flags first: unless the fiber is detached or nobody can reach it, a joiner on
-            // another thread may be taking the result right now.
-            let word = completion.load(ordering: .acquiring)
-            if word & Completion.detached != 0
-                || (checkingHandles && word & Completion.claimed == 0 && isOnlySelfReferenced())
-            {
+        // The flags before `stored`: unless the fiber is detached or nobody can reach it, a joiner
+        // on another thread may be taking the result right now.
+        let word = completion.load(ordering: .acquiring)
+        if word & Completion.detached != 0
+            || (checkingHandles && word & Completion.claimed == 0 && isOnlySelfReferenced())
+        {
+            if stored == Stored.result {
                 thunk(self, .destroy)
                 dropped = true
             }
