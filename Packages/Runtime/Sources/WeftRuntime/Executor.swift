@@ -688,12 +688,7 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         recycledCount -= 1
         // Unique: every handle is gone, and a handle is the only way anything reaches a finished
         // fiber (queues, joiners and the loop hold running or parked fibers only).
-        if !isKnownUniquelyReferenced(&fiber) { return nil }
-        // The last handle may have been dropped on another thread: its release (a releasing
-        // decrement) must be ordered before the writes of the reuse. The runtime's uniqueness
-        // check loads the count without ordering on some platforms; this fence supplies it (on
-        // x86-64 it costs nothing).
-        atomicMemoryFence(ordering: .acquiring)
+        if !FiberCore.isSoleReference(&fiber) { return nil }
         reusedFibers &+= 1
         return fiber
     }
