@@ -68,6 +68,10 @@ public final class Loop {
     }
 
     package let backend: any LoopBackend
+    /// The backend again when it is io_uring, so the per-operation paths call it directly instead
+    /// of through the protocol (unmanaged: ``backend`` keeps it, and a strong read would retain it
+    /// for every call).
+    private let uring: Unmanaged<UringBackend>?
     package let remote: LoopRemote
     let pool: LoopThreadPool
 
@@ -94,6 +98,8 @@ public final class Loop {
     @exclusivity(unchecked) private var timers = TimerHeap()
     @exclusivity(unchecked) private var running = false
     @exclusivity(unchecked) private var closing = false
+    /// Set as ``close()`` starts: ``isClosed`` or `closing`, in one field for the submission path.
+    @exclusivity(unchecked) private var refusesSubmissions = false
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
     @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
     /// Registered files: the descriptor in each slot, -1 for an empty one, ``kernelFile`` for a
@@ -146,6 +152,7 @@ public final class Loop {
             }
         }
         backend = made
+        uring = (made as? UringBackend).map { Unmanaged.passUnretained($0) }
         backendKind = made.kind
         if let (error, count) = options.simulatedWaitFailures {
             simulatedWaitError = error
@@ -241,7 +248,7 @@ public final class Loop {
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
         noteCaller()
-        if isClosed || closing { throw LoopError(.badFileDescriptor, operation: "submit") }
+        if refusesSubmissions { throw LoopError(.badFileDescriptor, operation: "submit") }
         if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
         operation.pointee.callback = callback
         operation.pointee.context = context
@@ -249,7 +256,20 @@ public final class Loop {
         operation.pointee.state = .pending
         operation.pointee.next = nil
         operation.pointee.prev = nil
-        pendingCount += 1
+        pendingCount &+= 1
+        if operation.pointee.extras != 0 || operation.pointee.cancelRequested || operation.pointee.kind == .timer {
+            submitSpecial(operation)
+        } else if let uring {
+            uring._withUnsafeGuaranteedRef { $0.submit(operation, loop: self) }
+        } else {
+            backend.submit(operation, loop: self)
+        }
+    }
+
+    /// The rest of ``submit(_:callback:context:)`` for operations with extras, a cancel requested
+    /// before submission, and timers, out of the plain operations' way.
+    @inline(never)
+    private func submitSpecial(_ operation: UnsafeMutablePointer<LoopOperation>) {
         if operation.pointee.extras != 0 && !submitExtras(operation) { return }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
@@ -466,6 +486,7 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
+        refusesSubmissions = true
         while let op = timers.popFirst() {
             // Operations here for their deadline are also the backend's, which cancels them.
             if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }
@@ -731,8 +752,12 @@ public final class Loop {
         // A stray second completion (a kernel or backend bug) must not run a callback twice.
         guard op.pointee.state == .pending else { return }
         var r = result
-        if op.pointee.kind == .processWait && r >= 0 { r = LoopSystem.reapProcess(op) }
-        if op.pointee.cancelRequested && r == -EINTR { r = -ECANCELED }
+        // (In this order, so that where `result` is known not to be an error the first test folds away.)
+        if r == -EINTR && op.pointee.cancelRequested {
+            r = -ECANCELED
+        } else if op.pointee.kind == .processWait && r >= 0 {
+            r = LoopSystem.reapProcess(op)
+        }
         // The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look.
         weft_flag_store(op.pointer(to: \.completing)!, 1)
         if remote.completionsFence { atomicMemoryFence(ordering: .sequentiallyConsistent) }
@@ -742,7 +767,7 @@ public final class Loop {
         op.pointee.state = .completed
         op.pointee.cancelRequested = false
         op.pointee.place = OperationPlace.none
-        pendingCount -= 1
+        pendingCount &-= 1
         let callback = op.pointee.callback
         let context = op.pointee.context
         callback?(UnsafeMutableRawPointer(op), context)
@@ -773,7 +798,11 @@ public final class Loop {
             wait = untilTimer
         }
         if simulatedWaitFailures > 0 { try failSimulatedWait() }
-        _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
+        if let uring {
+            _ = try uring.takeUnretainedValue().wait(loop: self, timeoutNanoseconds: wait)
+        } else {
+            _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
+        }
         if remote.queued.load(ordering: .acquiring) > 0 { drainRemote() }
         if !timers.isEmpty { fireExpiredTimers() }
         dispatchReady()

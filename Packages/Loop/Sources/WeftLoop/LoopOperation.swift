@@ -58,6 +58,12 @@ public struct LoopOperation {
     package var holdsFileSlot = false
     package var rawResult: Int32 = 0
     package var fd: Int32 = -1
+    // Every operation's submission and completion touch the fields above and the four below; they
+    // come first so they share the first cache line.
+    package var callback: LoopCallback? = nil
+    package var context: UnsafeMutableRawPointer? = nil
+    package var next: UnsafeMutablePointer<LoopOperation>? = nil
+    package var prev: UnsafeMutablePointer<LoopOperation>? = nil
     package var flags: UInt32 = 0
     package var mode: UInt32 = 0
     package var fd2: Int32 = -1
@@ -80,11 +86,7 @@ public struct LoopOperation {
     package var time = TimeSpec(seconds: 0, nanoseconds: 0)
     package var deadline: UInt64 = 0
     package var heapIndex: Int = -1
-    package var callback: LoopCallback? = nil
-    package var context: UnsafeMutableRawPointer? = nil
     package var work: LoopWork? = nil
-    package var next: UnsafeMutablePointer<LoopOperation>? = nil
-    package var prev: UnsafeMutablePointer<LoopOperation>? = nil
     package var remoteNext: UnsafeMutablePointer<LoopOperation>? = nil
     package var remotePrev: UnsafeMutablePointer<LoopOperation>? = nil
     package var completedNext: UnsafeMutablePointer<LoopOperation>? = nil

@@ -16,10 +16,12 @@ final class UringBackend: LoopBackend {
     @exclusivity(unchecked) private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
-    /// Completion entries taken from the ring in one batch, and their copies.
+    /// Set when an operation or a cancel request goes to the backlog or ``pendingCancels``;
+    /// cleared when ``flushBacklog()`` has emptied both (one test on the completion path).
+    @exclusivity(unchecked) private var backlogged = false
+    /// Completion entries copied out of the ring in one batch.
     private static let batchSize = 64
-    private let batchEntries: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
-    private let batch: UnsafeMutablePointer<Completion>
+    private let batch: UnsafeMutablePointer<weft_completion>
     @exclusivity(unchecked) private var wakeArmed = false
     /// Diagnostics for hangs: cancel requests prepared, and their completions by result
     /// (found, not found, already running, other).
@@ -47,6 +49,7 @@ final class UringBackend: LoopBackend {
             ring.deallocate()
             throw LoopError(simulated, operation: "io_uring_setup")
         }
+        // None of them asks for SQPOLL, SQE128 or CQE32, which the shim's entry getters assume.
         let candidates: [UInt32] = [
             UInt32(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
                 | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED),
@@ -72,7 +75,6 @@ final class UringBackend: LoopBackend {
             throw LoopError(.init(rawValue: -lastError), operation: "io_uring_setup")
         }
         setupFlags = flags
-        batchEntries = .allocate(capacity: Self.batchSize)
         batch = .allocate(capacity: Self.batchSize)
         enabled = flags & UInt32(IORING_SETUP_R_DISABLED) == 0
         pendingCancels.reserveCapacity(16)
@@ -81,7 +83,6 @@ final class UringBackend: LoopBackend {
 
     deinit {
         ring.deallocate()
-        batchEntries.deallocate()
         batch.deallocate()
     }
 
@@ -112,30 +113,43 @@ final class UringBackend: LoopBackend {
         armWake()
     }
 
+    @inline(__always)
     private func nextEntry() -> UnsafeMutablePointer<io_uring_sqe>? {
-        if let sqe = io_uring_get_sqe(ring) { return sqe }
+        if let sqe = weft_sqe_next(ring) { return sqe }
+        return nextEntryAfterFlush()
+    }
+
+    @inline(never)
+    private func nextEntryAfterFlush() -> UnsafeMutablePointer<io_uring_sqe>? {
         enableIfNeeded()
         // The queue is full: hand it to the kernel and try again. A failure here (EBUSY while the
         // completion queue overflows) leaves the caller to use the backlog.
         _ = io_uring_submit(ring)
-        return io_uring_get_sqe(ring)
+        return weft_sqe_next(ring)
     }
 
+    @inline(__always)
     func submit(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
         switch op.pointee.kind {
-        case .ftruncate, .sendfile, .work:
-            loop.runOnPool(op)
-            return
-        case .bind, .listen:
+        case .ftruncate, .sendfile, .work, .bind, .listen:
+            submitOutsideRing(op, loop: loop)
+        default:
+            if backlogHead == nil, let sqe = entry(for: op) {
+                prepare(sqe, op)
+            } else {
+                appendBacklog(op)
+            }
+        }
+    }
+
+    /// The operations that never go to the ring.
+    @inline(never)
+    private func submitOutsideRing(_ op: UnsafeMutablePointer<LoopOperation>, loop: Loop) {
+        if op.pointee.kind == .bind || op.pointee.kind == .listen {
             // liburing 2.3 has no helpers for these, and they never wait: done here, delivered later.
             loop.completeLater(op, result: LoopSystem.perform(op, nonblockingSockets: false))
-            return
-        default: break
-        }
-        if backlogHead == nil, let sqe = entry(for: op) {
-            prepare(sqe, op)
         } else {
-            appendBacklog(op)
+            loop.runOnPool(op)
         }
     }
 
@@ -168,7 +182,7 @@ final class UringBackend: LoopBackend {
             _ = io_uring_submit(ring)
             if io_uring_sq_space_left(ring) < 2 { return nil }
         }
-        return io_uring_get_sqe(ring)
+        return weft_sqe_next(ring)
     }
 
     /// Marks an entry just prepared for a registered file, a registered buffer or a direct accept,
@@ -182,11 +196,12 @@ final class UringBackend: LoopBackend {
         if op.pointee.extras & OperationExtras.registeredBuffer != 0 {
             weft_sqe_fixed_buffer(sqe, UInt32(op.pointee.tableIndex))
         }
-        guard linksDeadline(op), let timeout = io_uring_get_sqe(ring) else { return }
+        guard linksDeadline(op), let timeout = weft_sqe_next(ring) else { return }
         weft_prep_link_deadline(sqe, timeout, LoopSystem.timePointer(op), Self.deadlineTag)
     }
 
     private func appendBacklog(_ op: UnsafeMutablePointer<LoopOperation>) {
+        backlogged = true
         op.pointee.place = OperationPlace.backlog
         op.pointee.next = nil
         op.pointee.prev = backlogTail
@@ -212,8 +227,10 @@ final class UringBackend: LoopBackend {
             unlinkBacklog(op)
             prepare(sqe, op)
         }
+        backlogged = false
     }
 
+    @inline(__always)
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         // Fields are read in each case, not copied out first: a copy of the whole operation made
         // the compiler load a dozen fields before the switch, whatever the kind.
@@ -363,7 +380,12 @@ final class UringBackend: LoopBackend {
             return
         }
         op.pointee.kernelCancels += 1
-        if let sqe = nextEntry() { prepareCancel(sqe, op) } else { pendingCancels.append(op) }
+        if let sqe = nextEntry() {
+            prepareCancel(sqe, op)
+        } else {
+            pendingCancels.append(op)
+            backlogged = true
+        }
     }
 
     func cancelAll(loop: Loop) {
@@ -389,7 +411,7 @@ final class UringBackend: LoopBackend {
         var sqe = nextEntry()
         while sqe == nil {
             _ = io_uring_submit(ring)
-            sqe = io_uring_get_sqe(ring)
+            sqe = weft_sqe_next(ring)
         }
         io_uring_prep_poll_multishot(sqe, remote.eventDescriptor, UInt32(POLLIN))
         io_uring_sqe_set_data64(sqe, Self.wakeTag)
@@ -398,7 +420,7 @@ final class UringBackend: LoopBackend {
 
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
         enableIfNeeded()
-        if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
+        if backlogged { flushBacklog() }
         var timeout = __kernel_timespec()
         while true {
             let r: Int32
@@ -423,32 +445,44 @@ final class UringBackend: LoopBackend {
 
     private func drain(loop: Loop) -> Bool {
         var any = false
-        // Guarding on cq_ready keeps liburing's peek from entering the kernel to run deferred task
-        // work when nothing is ready: the wait above already did, and an empty peek would be a
-        // syscall per iteration. Entries are copied out and the queue advanced once per batch, so
-        // callbacks that submit find the completion queue already free.
-        while io_uring_cq_ready(ring) > 0 {
-            let count = Int(io_uring_peek_batch_cqe(ring, batchEntries, UInt32(Self.batchSize)))
-            if count == 0 { break }
-            for i in 0..<count {
-                let entry = batchEntries[i]!
-                batch[i] = Completion(data: entry.pointee.user_data, result: entry.pointee.res, flags: entry.pointee.flags)
-            }
-            io_uring_cq_advance(ring, UInt32(count))
+        // Entries are copied out and their slots freed a batch at a time, so callbacks that submit
+        // find the completion queue already free. Copying never enters the kernel: the wait above
+        // ran the deferred task work already.
+        while true {
+            let count = Int(weft_cq_take(ring, batch, UInt32(Self.batchSize)))
+            if count == 0 { return any }
             any = true
-            for i in 0..<count { deliver(batch[i], loop: loop) }
+            for i in 0..<count {
+                let completion = batch[i]
+                if let op = Self.plainOperation(completion) {
+                    trace(.completion, op, completion.result)
+                    loop.complete(op, result: completion.result)
+                } else {
+                    deliver(completion, loop: loop)
+                }
+                if backlogged { flushBacklog() }
+            }
         }
-        return any
     }
 
-    /// One completion queue entry, copied out of the ring.
-    private struct Completion {
-        var data: UInt64
-        var result: Int32
-        var flags: UInt32
+    /// The operation a completion finishes when nothing but its callback is left to do (the common
+    /// case, kept out of ``deliver(_:loop:)``): the entry names an operation, not a tag; the result is
+    /// not an error (EAGAIN retries, a timer's ETIME, a deadline's ECANCELED need more); and the
+    /// operation is a plain one in the kernel with no cancel request out.
+    @inline(__always)
+    private static func plainOperation(_ completion: weft_completion) -> UnsafeMutablePointer<LoopOperation>? {
+        guard completion.data & Self.tagBits == 0, completion.result >= 0,
+            let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(completion.data)),
+            op.pointee.extras == 0, op.pointee.place == OperationPlace.kernel, op.pointee.kernelCancels == 0
+        else { return nil }
+        return op
     }
 
-    private func deliver(_ completion: Completion, loop: Loop) {
+    /// The low bits of `user_data` that mark a tag or a cancel request rather than an operation's
+    /// address (operations are 8-byte aligned).
+    private static let tagBits: UInt64 = 7
+
+    private func deliver(_ completion: weft_completion, loop: Loop) {
         let data = completion.data
         var result = completion.result
         // Exact tags first (a cancel's tag is its target's address with the cancel bit set, never a
@@ -464,7 +498,6 @@ final class UringBackend: LoopBackend {
             default: cancelOutcomes.3 += 1
             }
             cancelAnswered(target, result: result, loop: loop)
-            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
             return
         }
         if data == Self.wakeTag {
@@ -508,7 +541,6 @@ final class UringBackend: LoopBackend {
         }
         if op.pointee.isMultishot {
             deliverMultishot(op, result: result, flags: completion.flags, loop: loop)
-            if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
             return
         }
         switch op.pointee.kind {
@@ -527,7 +559,6 @@ final class UringBackend: LoopBackend {
         default: break
         }
         finish(op, result: result, loop: loop)
-        if backlogHead != nil || !pendingCancels.isEmpty { flushBacklog() }
     }
 
     /// Completes an operation the kernel is done with, unless a cancel request naming it is still

@@ -122,6 +122,45 @@ void weft_sqe_fixed_buffer(struct io_uring_sqe *sqe, unsigned index);
 int weft_buffers_register(struct io_uring *ring, const struct iovec *buffers, unsigned count);
 int weft_buffers_unregister(struct io_uring *ring);
 
+// The io_uring backend's hot paths, for rings set up without SQPOLL, SQE128 and CQE32 (the loop
+// asks for none of them), which liburing's getters test on every call.
+
+/// The next free submission queue entry, or NULL when the queue is full.
+static inline struct io_uring_sqe *weft_sqe_next(struct io_uring *ring) {
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned next = sq->sqe_tail + 1;
+    // Without SQPOLL only this thread's io_uring_enter moves the head: no ordering is needed.
+    if (next - IO_URING_READ_ONCE(*sq->khead) > sq->ring_entries) return NULL;
+    struct io_uring_sqe *sqe = &sq->sqes[sq->sqe_tail & sq->ring_mask];
+    sq->sqe_tail = next;
+    return sqe;
+}
+
+/// A completion queue entry's fields, copied out of the ring.
+struct weft_completion {
+    uint64_t data;
+    int32_t result;
+    uint32_t flags;
+};
+
+/// Copies up to `max` completion queue entries into `out`, oldest first, and frees their slots in
+/// the ring; returns how many it copied. Never enters the kernel.
+static inline unsigned weft_cq_take(struct io_uring *ring, struct weft_completion *out, unsigned max) {
+    struct io_uring_cq *cq = &ring->cq;
+    unsigned head = *cq->khead;
+    unsigned ready = io_uring_smp_load_acquire(cq->ktail) - head;
+    if (ready == 0) return 0;
+    if (ready > max) ready = max;
+    for (unsigned i = 0; i < ready; i++) {
+        const struct io_uring_cqe *cqe = &cq->cqes[(head + i) & cq->ring_mask];
+        out[i].data = cqe->user_data;
+        out[i].result = cqe->res;
+        out[i].flags = cqe->flags;
+    }
+    io_uring_smp_store_release(cq->khead, head + ready);
+    return ready;
+}
+
 // Probes what the running kernel's io_uring offers, on a scratch ring: bit 0, provided buffer rings
 // and multishot receive (buffer-ring registration works and the kernel is 6.0 or later); bit 1,
 // sparse registered-file tables. Returns the bits, or 0 when no ring can be set up.
