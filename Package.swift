@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(
             name: "WeftLoopTests",
             dependencies: [
-                "WeftLoop", "CWeftCurl", "CWeftAllocationCounter",
+                "WeftLoop", "CWeftCurl", "CWeftAllocationCounter", "WeftTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

@@ -1,6 +1,7 @@
 import Glibc
 import SystemPackage
 import WeftLoop
+import WeftTestSupport
 import XCTest
 
 /// Registered files: operations that name a slot of the loop's file table instead of a descriptor.
@@ -139,10 +140,10 @@ final class LoopDirectAcceptTests: LoopTestCase {
         try loop.registerFiles(count: 4)
         try loop.registerFile(FileDescriptor(listening), at: 0)
         let client = connected(to: port)
-        let descriptors = Self.openDescriptors()
+        let descriptors = OpenDescriptors.current()
         let slot = try perform(.acceptDirect(FileDescriptor(listening)))
         if loop.backendKind == .ioUring {
-            XCTAssertEqual(Self.openDescriptors(), descriptors, "the connection never entered the descriptor table")
+            XCTAssertEqual(OpenDescriptors.leaked(since: descriptors), [], "the connection never entered the descriptor table")
         }
         XCTAssertTrue((1..<4).contains(slot), "a free slot (slot 0 holds the listener): \(slot)")
         let taken = Int(slot)

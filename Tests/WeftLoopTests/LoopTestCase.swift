@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SystemPackage
 import WeftLoop
+import WeftTestSupport
 import XCTest
 
 /// Collects the results of the callbacks given it as context.
@@ -41,7 +42,7 @@ class LoopTestCase: XCTestCase {
     private var closeAfter: [Int32] = []
 
     override func setUpWithError() throws {
-        descriptorsBefore = Self.openDescriptors()
+        descriptorsBefore = OpenDescriptors.current()
         loop = try Loop()
     }
 
@@ -58,21 +59,8 @@ class LoopTestCase: XCTestCase {
         allocated = []
         for fd in closeAfter { Glibc.close(fd) }
         closeAfter = []
-        // Dispatch opens a timerfd per clock the first time something in the process sleeps on it
-        // (at a moment no test controls); WeftLoop never makes timerfds.
-        let leaked = Self.openDescriptors().subtracting(descriptorsBefore).filter {
-            Self.describe($0) != "anon_inode:[timerfd]"
-        }
-        XCTAssertTrue(leaked.isEmpty, "descriptors leaked: \(leaked.sorted().map { "\($0) -> \(Self.describe($0))" })")
-    }
-
-    static func openDescriptors() -> Set<Int32> {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return Set(names.compactMap { Int32($0) })
-    }
-
-    static func describe(_ fd: Int32) -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?"
+        let leaked = OpenDescriptors.leaked(since: descriptorsBefore)
+        XCTAssertTrue(leaked.isEmpty, "descriptors leaked: \(leaked)")
     }
 
     /// Places an operation in memory that lives until the end of the test.

@@ -297,4 +297,54 @@ final class CancellationTests: RuntimeTestCase {
         }
         XCTAssertEqual(results, ["cleanup ok"])
     }
+
+    #if DEBUG
+    /// A cancellation that found the fiber in one cancellable wait, and was delayed until the fiber
+    /// had delivered it and entered another cancellable wait, must not end that other wait (here a
+    /// join, which would pass the stale cancellation on to the child it waits for).
+    func testACancellationDelayedPastItsWaitDoesNotEndALaterOne() throws {
+        try runBoth(executors: [1]) { _ in
+            let firstChildStarted = DispatchSemaphore(value: 0)
+            let releaseFirstChild = DispatchSemaphore(value: 0)
+            let secondChildStarted = DispatchSemaphore(value: 0)
+            let releaseSecondChild = DispatchSemaphore(value: 0)
+            // The canceller stops between seeing the first wait and making the fiber runnable; it
+            // lets the first wait end normally and goes on once the fiber waits again.
+            RuntimeTestHooks.cancelFoundCancellableWait.withLock {
+                $0 = {
+                    releaseFirstChild.signal()
+                    secondChildStarted.wait()
+                }
+            }
+            defer { RuntimeTestHooks.cancelFoundCancellableWait.withLock { $0 = nil } }
+            let fiber = try Fiber.spawn { () throws -> [String] in
+                // One executor: each child starts only once this fiber is parked in its join.
+                let first = try Fiber.spawn {
+                    firstChildStarted.signal()
+                    try Fiber.spawnBlocking { releaseFirstChild.wait() }
+                }
+                try first.join()
+                var outcome: [String] = []
+                do { try Fiber.checkCancellation() } catch { outcome.append("delivered") }
+                let second = try Fiber.spawn { () -> String in
+                    secondChildStarted.signal()
+                    let finished = (try? Fiber.spawnBlocking { releaseSecondChild.wait() }) != nil
+                    return finished && !Fiber.isCancelled ? "child not cancelled" : "child cancelled"
+                }
+                outcome.append(try second.join())
+                return outcome
+            }
+            let canceller = Thread {
+                firstChildStarted.wait()
+                fiber.cancel()
+                // The fiber has handled that wake once it is parked again: waiting on (with the
+                // fix), or having passed the cancellation on to the child first (without it).
+                while !fiber.isParked { sched_yield() }
+                releaseSecondChild.signal()
+            }
+            canceller.start()
+            XCTAssertEqual(try fiber.join(), ["delivered", "child not cancelled"])
+        }
+    }
+    #endif
 }

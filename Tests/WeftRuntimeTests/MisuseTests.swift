@@ -2,6 +2,7 @@ import Foundation
 import SystemPackage
 import WeftLoop
 import WeftRuntime
+import WeftTestSupport
 import XCTest
 
 final class MisuseTests: RuntimeTestCase {
@@ -116,7 +117,7 @@ final class MisuseTests: RuntimeTestCase {
     }
 
     func testAnExecutorThreadThatCannotStartIsATypedErrorAndNothingRuns() throws {
-        let descriptors = Self.openDescriptors()
+        let descriptors = OpenDescriptors.current()
         var options = Runtime.Options(executors: .exact(3))
         options.simulatedThreadStartFailure = .resourceTemporarilyUnavailable
         let ran = Counter()
@@ -126,7 +127,7 @@ final class MisuseTests: RuntimeTestCase {
         }
         XCTAssertEqual(ran.value, 0, "the body ran although the runtime failed to start")
         // The executor that did start has stopped and every loop is closed.
-        XCTAssertEqual(Self.openDescriptors().subtracting(descriptors), [])
+        XCTAssertEqual(OpenDescriptors.leaked(since: descriptors), [])
         // And the next runtime starts normally.
         XCTAssertEqual(try Runtime.run(options: .init(executors: .exact(3))) { 7 }, 7)
     }

@@ -5,6 +5,7 @@ import SystemPackage
 import WeftContext
 import WeftLoop
 import WeftRuntime
+import WeftTestSupport
 import XCTest
 
 /// A thread-safe counter for test bodies.
@@ -82,7 +83,7 @@ class RuntimeTestCase: XCTestCase {
     ) throws -> [T] {
         var results: [T] = []
         for count in executors {
-            let descriptors = Self.openDescriptors()
+            let descriptors = OpenDescriptors.current()
             let pool = try Self.makePool()
             Runtime.tracksFiberObjects = true
             let objects = Runtime.liveFiberObjects
@@ -96,11 +97,8 @@ class RuntimeTestCase: XCTestCase {
             XCTAssertTrue(
                 Self.eventually { Runtime.liveFiberObjects <= objects }, "fiber objects leaked (\(count) executors)",
                 file: file, line: line)
-            // Dispatch (under Swift Concurrency's default executor) opens a timerfd per clock and
-            // priority the first time a task sleeps on it; WeftLoop never makes timerfds.
-            let leaked = Self.openDescriptors().subtracting(descriptors).filter { Self.describe($0) != "anon_inode:[timerfd]" }
-            let described = leaked.sorted().map { "\($0) -> \(Self.describe($0))" }
-            XCTAssertTrue(leaked.isEmpty, "descriptors leaked: \(described) (\(count) executors)", file: file, line: line)
+            let leaked = OpenDescriptors.leaked(since: descriptors)
+            XCTAssertTrue(leaked.isEmpty, "descriptors leaked: \(leaked) (\(count) executors)", file: file, line: line)
         }
         return results
     }
@@ -115,14 +113,6 @@ class RuntimeTestCase: XCTestCase {
         return condition()
     }
 
-    static func describe(_ fd: Int32) -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?"
-    }
-
-    static func openDescriptors() -> Set<Int32> {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return Set(names.compactMap { Int32($0) })
-    }
 
     /// A connected pair of Unix stream sockets (close-on-exec, non-blocking so the epoll backend can
     /// use them directly).

@@ -372,7 +372,12 @@ final class FiberCore: @unchecked Sendable {
         // A fiber in a cancellable wait: make it runnable; it ends or passes on the cancellation
         // itself when it resumes. Pairs with the check in `Executor.finishSwitch` (both sides
         // write, then read the other's word, sequentially consistent: one of them sees the other).
-        if runState.load(ordering: .sequentiallyConsistent) == Run.parkedCancellable { resumeCancelled() }
+        if runState.load(ordering: .sequentiallyConsistent) == Run.parkedCancellable {
+            #if DEBUG
+            if let hook = RuntimeTestHooks.cancelFoundCancellableWait.withLock({ $0 }) { hook() }
+            #endif
+            resumeCancelled()
+        }
     }
 
     /// Makes the fiber runnable out of ``parkCancellable()`` for a cancellation, if nothing else
@@ -467,9 +472,14 @@ final class FiberCore: @unchecked Sendable {
             return false
         }
         switchOut(.parkCancellable)
-        if wokenByCancel.load(ordering: .relaxed) {
+        while wokenByCancel.load(ordering: .relaxed) {
             wokenByCancel.store(false, ordering: .relaxed)
-            return true
+            if cancelPending { return true }
+            // The canceller found an earlier cancellable wait of this fiber and was delayed past
+            // it: the fiber has delivered that request since, and this wait is not its to end.
+            // (Nothing else marks requests delivered, so a canceller that is on time always
+            // finds its request pending here.) The wait goes on.
+            switchOut(.parkCancellable)
         }
         return false
     }
@@ -707,3 +717,12 @@ extension FiberCore {
         unlockObservers()
     }
 }
+
+#if DEBUG
+/// Points in the runtime where a test can stop a thread, to force an interleaving (debug builds).
+package enum RuntimeTestHooks {
+    /// Runs on the cancelling thread after a cancellation found the fiber in a cancellable wait
+    /// and before it makes the fiber runnable.
+    package static let cancelFoundCancellableWait = Mutex<(@Sendable () -> Void)?>(nil)
+}
+#endif

@@ -11,6 +11,13 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// Whether the fiber has finished.
     public var isFinished: Bool { fiber.isFinished }
 
+    /// Whether the fiber is switched out waiting for a wake (racy snapshot, for tests that must
+    /// wait until a fiber has handled one).
+    package var isParked: Bool {
+        let state = fiber.runState.load(ordering: .acquiring)
+        return state == FiberCore.Run.parked || state == FiberCore.Run.parkedCancellable
+    }
+
     /// The fiber's scheduling state, for diagnosing a hang (racy snapshot).
     package var debugState: String {
         "run=\(fiber.runState.load(ordering: .relaxed)) completion=\(fiber.completion.load(ordering: .relaxed)) "
