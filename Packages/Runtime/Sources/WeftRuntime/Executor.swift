@@ -579,8 +579,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             fiber.runState.store(FiberCore.Run.running, ordering: .relaxed)
             return false
         }
-        // `cancel` may have looked before the state changed.
-        if cancellable && fiber.cancelPending { fiber.resumeCancelled() }
+        // `cancel` may have looked before the state changed. (A cancellable park is never shielded,
+        // and the fiber may be running elsewhere already: its shield depth is not read here.)
+        if cancellable && fiber.requestPending { fiber.resumeCancelled() }
         return true
     }
 

@@ -300,8 +300,12 @@ final class FiberCore: @unchecked Sendable {
     /// Whether a cancellation is waiting to be delivered at the next suspension point.
     var cancelPending: Bool {
         if shieldDepth > 0 { return false }
-        return CancelBit.pending(cancelBits.load(ordering: .sequentiallyConsistent))
+        return requestPending
     }
+
+    /// Whether a request is waiting to be delivered, whatever the shield (which only the fiber
+    /// reads: other threads use this where they know the fiber is not shielded).
+    var requestPending: Bool { CancelBit.pending(cancelBits.load(ordering: .sequentiallyConsistent)) }
 
     /// Throws the pending cancellation once (called by the fiber itself at suspension points).
     func checkCancellation() throws(CancellationError) {
