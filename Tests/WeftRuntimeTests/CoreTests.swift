@@ -124,6 +124,35 @@ final class CoreTests: RuntimeTestCase {
         }
     }
 
+    func testBusyFibersDoNotStarveFibersSpawnedFromOutside() throws {
+        // The executors' queues never empty (every fiber yields in a loop); a fiber spawned from a
+        // plain thread goes to the inject queue and must still get its turn.
+        try runBoth { count in
+            let runtime = Runtime.current!
+            let injected = Counter()
+            let ran = Counter()
+            let spinners = try (0..<count).map { _ in
+                try Fiber.spawn { () throws -> Int in
+                    while injected.value == 0 { try Fiber.yield() }
+                    // Bounded, so that a starved fiber fails the test instead of hanging it.
+                    var spins = 0
+                    while ran.value == 0 && spins < 100_000 {
+                        spins += 1
+                        try Fiber.yield()
+                    }
+                    return spins
+                }
+            }
+            let thread = Thread {
+                _ = try? runtime.spawn { ran.add() }
+                injected.add()
+            }
+            thread.start()
+            for spinner in spinners { XCTAssertLessThan(try spinner.join(), 100_000, "the injected fiber never ran") }
+            XCTAssertEqual(ran.value, 1)
+        }
+    }
+
     func testExecutorsCount() throws {
         XCTAssertEqual(Runtime.Executors.one.count, 1)
         XCTAssertEqual(Runtime.Executors.exact(4).count, 4)

@@ -105,6 +105,18 @@ final class MisuseTests: RuntimeTestCase {
         XCTAssertEqual(done.value, 80, "Runtime.run returned before every fiber finished")
     }
 
+    func testAMultishotOperationIsRefusedByPerform() throws {
+        // Its later callbacks would outlive the caller's frame, where the operation lives.
+        try runBoth { _ in
+            var accept = LoopOperation.acceptMultishot(FileDescriptor(rawValue: -1))
+            XCTAssertThrowsError(try Fiber.perform(&accept)) {
+                XCTAssertEqual(($0 as? LoopError)?.code, .invalidArgument, "\($0)")
+                XCTAssertEqual(($0 as? LoopError).map { "\($0.operation)" }, "acceptMultishot", "\($0)")
+            }
+            XCTAssertFalse(accept.isPending)
+        }
+    }
+
     func testSpawnAfterTheRuntimeStoppedIsRefused() throws {
         let runtime = try Runtime.run { Runtime.current! }
         XCTAssertThrowsError(try runtime.spawn { 1 }) { XCTAssertEqual($0 as? FiberError, .runtimeStopped) }

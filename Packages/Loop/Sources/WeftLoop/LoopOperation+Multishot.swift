@@ -83,6 +83,7 @@ extension LoopOperation {
     /// Whether the operation names a registered-file slot (``onRegisteredFile()``).
     public var usesRegisteredFile: Bool { fixedSlot >= 0 }
 
-    /// Whether the operation is one of the multishot kinds.
-    var isMultishot: Bool { extras & OperationExtras.multishot != 0 }
+    /// Whether the operation is one of the multishot kinds (``acceptMultishot(_:)``,
+    /// ``recvMultishot(_:ring:flags:)``), which call back more than once per submission.
+    public var isMultishot: Bool { extras & OperationExtras.multishot != 0 }
 }

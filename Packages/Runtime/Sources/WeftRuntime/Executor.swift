@@ -365,11 +365,13 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         while true {
             if let fiber = pop() {
                 fiber._withUnsafeGuaranteedRef { run($0) }
-                // Fibers that keep the queue busy must not starve the loop's completions.
+                // Fibers that keep the queue busy must not starve the loop's completions, nor the
+                // fibers spawned from outside (otherwise taken only when the queue is empty).
                 if dispatches &- dispatchesAtPoll >= Executor.directSwitchLimit {
                     dispatchesAtPoll = dispatches
                     poll(.noWait)
                     drainInbox()
+                    if let injected = runtime.popInjected() { run(injected) }
                 }
                 continue
             }

@@ -88,10 +88,11 @@ public enum Fiber {
     /// The operation lives in the caller's frame (on the fiber's stack): nothing is allocated. If
     /// the fiber is cancelled while it waits, the operation is cancelled in the loop and this
     /// throws `CancellationError` (unless the operation finished first: then its result counts).
-    /// - Parameter operation: A fresh or completed operation (not pending).
+    /// - Parameter operation: A fresh or completed operation (not pending), not a multishot one
+    ///   (its later callbacks would outlive this call's frame: use the loop's callbacks for those).
     /// - Returns: The operation's non-negative result.
-    /// - Throws: ``WeftLoop/LoopError`` naming the operation; `CancellationError`;
-    ///   ``FiberError/notInFiber(operation:)``.
+    /// - Throws: ``WeftLoop/LoopError`` naming the operation (`EINVAL` for a multishot operation);
+    ///   `CancellationError`; ``FiberError/notInFiber(operation:)``.
     public static func perform(_ operation: inout LoopOperation) throws -> Int {
         try perform(&operation, eager: false)
     }
@@ -116,6 +117,7 @@ public enum Fiber {
     private static func perform(
         _ operation: inout LoopOperation, on executor: Executor, by fiber: FiberCore, eager: Bool
     ) throws -> Int {
+        if operation.isMultishot { throw LoopError(.invalidArgument, operation: operation.kind.name) }
         try fiber.throwIfCancelled()
         let done = try withUnsafeMutablePointer(to: &operation) { op throws(LoopError) -> Bool in
             // A socket call that can complete now (epoll: data already there, room to write) does,
