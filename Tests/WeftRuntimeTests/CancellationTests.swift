@@ -346,5 +346,42 @@ final class CancellationTests: RuntimeTestCase {
             XCTAssertEqual(try fiber.join(), ["delivered", "child not cancelled"])
         }
     }
+
+    /// `run` must not close the executors and return while a cancellation that found its fiber
+    /// unfinished still has to reach them (it would use a runtime that is gone).
+    func testRunWaitsForACancellationUnderWayBeforeItReturns() throws {
+        let cancellerPaused = DispatchSemaphore(value: 0)
+        let resume = DispatchSemaphore(value: 0)
+        let runReturned = Atomic<Bool>(false)
+        let sawRunReturned = Atomic<Bool>(false)
+        RuntimeTestHooks.cancelFoundFiberUnfinished.withLock {
+            $0 = {
+                cancellerPaused.signal()
+                resume.wait()
+                sawRunReturned.store(runReturned.load(ordering: .sequentiallyConsistent), ordering: .sequentiallyConsistent)
+            }
+        }
+        RuntimeTestHooks.runWaitsForCancels.withLock { $0 = { resume.signal() } }
+        defer {
+            RuntimeTestHooks.cancelFoundFiberUnfinished.withLock { $0 = nil }
+            RuntimeTestHooks.runWaitsForCancels.withLock { $0 = nil }
+        }
+        let finished = Atomic<Bool>(false)
+        try Runtime.run {
+            let fiber = try Fiber.spawn { try Fiber.spawnBlocking { cancellerPaused.wait() } }
+            let thread = Thread {
+                fiber.cancel()
+                finished.store(true, ordering: .sequentiallyConsistent)
+            }
+            thread.start()
+            // The fiber ends once the canceller is paused (or at once, with the CancellationError,
+            // if the cancel came before it started); then every fiber has finished.
+            _ = try? fiber.join()
+        }
+        runReturned.store(true, ordering: .sequentiallyConsistent)
+        resume.signal()
+        while !finished.load(ordering: .sequentiallyConsistent) { sched_yield() }
+        XCTAssertFalse(sawRunReturned.load(ordering: .sequentiallyConsistent), "run returned while a cancel was under way")
+    }
     #endif
 }

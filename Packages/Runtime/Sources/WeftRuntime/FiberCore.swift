@@ -17,6 +17,27 @@ enum Identities {
     static func takeBlock() -> UInt { next.wrappingAdd(block, ordering: .relaxed).oldValue }
 }
 
+/// Cancellations under way on any thread (``FiberCore/cancel(timeout:)``). A canceller that found
+/// its fiber unfinished goes on to reach the fiber's executors; ``Runtime/run(options:_:)`` waits
+/// for this to drop to zero before it closes them and returns, so that a cancel that started just
+/// before the last fiber finished never reaches a runtime that is gone.
+enum CancelsInFlight {
+    static let count = Atomic<Int>(0)
+
+    /// Waits out the cancellations under way (each takes microseconds).
+    static func drain() {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        #if DEBUG
+        if count.load(ordering: .sequentiallyConsistent) != 0,
+            let hook = RuntimeTestHooks.runWaitsForCancels.withLock({ $0 })
+        {
+            hook()
+        }
+        #endif
+        while count.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+    }
+}
+
 /// Process-wide count of fiber objects for leak checks, kept only once a test turns it on
 /// (``Runtime/tracksFiberObjects``): two locked instructions per fiber are not worth paying in
 /// production for a figure only tests read.
@@ -370,7 +391,15 @@ final class FiberCore: @unchecked Sendable {
             let old = cancelBits.bitwiseOr(CancelBit.external, ordering: .sequentiallyConsistent).oldValue
             if old & CancelBit.external != 0 { return }
         }
+        // Counted before the fiber is looked at: either `run` waits for this cancel, or the
+        // fiber is seen finished here and the runtime is not touched (both sides fence).
+        CancelsInFlight.count.add(1, ordering: .sequentiallyConsistent)
+        defer { CancelsInFlight.count.subtract(1, ordering: .releasing) }
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         if isFinished { return }
+        #if DEBUG
+        if let hook = RuntimeTestHooks.cancelFoundFiberUnfinished.withLock({ $0 }) { hook() }
+        #endif
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
         // A fiber in a cancellable wait: make it runnable; it ends or passes on the cancellation
@@ -728,5 +757,10 @@ package enum RuntimeTestHooks {
     /// Runs on the cancelling thread after a cancellation found the fiber in a cancellable wait
     /// and before it makes the fiber runnable.
     package static let cancelFoundCancellableWait = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Runs on the cancelling thread once a cancellation found its fiber unfinished, before it
+    /// reaches the fiber's executors.
+    package static let cancelFoundFiberUnfinished = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Runs as `Runtime.run`, every fiber finished, starts waiting for cancellations under way.
+    package static let runWaitsForCancels = Mutex<(@Sendable () -> Void)?>(nil)
 }
 #endif

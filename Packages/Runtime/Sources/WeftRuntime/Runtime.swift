@@ -207,6 +207,7 @@ public final class Runtime: @unchecked Sendable {
         runtime.executors[0].push(root)
         runtime.executors[0].runScheduler()
         for thread in threads { pthread_join(thread, nil) }
+        CancelsInFlight.drain()
         for executor in runtime.executors { try? executor.loop.close() }
         return try root.takeResult(T.self).get()
     }
