@@ -1,4 +1,6 @@
+import Foundation
 import Glibc
+import Synchronization
 import SystemPackage
 import WeftLoop
 import XCTest
@@ -63,5 +65,48 @@ final class LoopProcessTests: LoopTestCase {
         try loop.run()
         XCTAssertEqual(recorder.results, [Int32(LoopSignals.infoSize)])
         XCTAssertEqual(LoopSignals.signalNumber(info), SIGUSR1)
+    }
+
+    func testSignalsArrivingMoreOftenThanATimerDoNotHoldItOff() throws {
+        // A handler, so that the signal interrupts the loop's wait (EINTR) rather than ending the
+        // process; unblocked on this thread, the one that runs the loop.
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        var previous = sigaction()
+        XCTAssertEqual(sigaction(SIGUSR2, &action, &previous), 0)
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGUSR2)
+        var mask = sigset_t()
+        pthread_sigmask(SIG_UNBLOCK, &unblock, &mask)
+        let target = pthread_self()
+        let stop = Atomic<Bool>(false)
+        let stopped = Atomic<Bool>(false)
+        let sent = Atomic<Int>(0)
+        let budget = 2000
+        // One signal a millisecond, far more often than the timer's 30 ms, until told to stop or
+        // out of budget (so that a timer held off fails the test instead of hanging it).
+        let signaller = Thread {
+            while !stop.load(ordering: .sequentiallyConsistent) && sent.load(ordering: .sequentiallyConsistent) < budget {
+                pthread_kill(target, SIGUSR2)
+                sent.add(1, ordering: .sequentiallyConsistent)
+                usleep(1000)
+            }
+            stopped.store(true, ordering: .sequentiallyConsistent)
+        }
+        signaller.start()
+        let op = make(.timer(after: .milliseconds(30)))
+        let recorder = Recorder()
+        try submit(op, recorder)
+        try loop.run()
+        let sentBeforeItFired = sent.load(ordering: .sequentiallyConsistent)
+        stop.store(true, ordering: .sequentiallyConsistent)
+        while !stopped.load(ordering: .sequentiallyConsistent) { sched_yield() }
+        pthread_sigmask(SIG_SETMASK, &mask, nil)
+        sigaction(SIGUSR2, &previous, nil)
+        XCTAssertEqual(recorder.results, [0])
+        XCTAssertGreaterThan(sentBeforeItFired, 0)
+        XCTAssertLessThan(sentBeforeItFired, budget, "the timer fired only once the signals stopped")
     }
 }

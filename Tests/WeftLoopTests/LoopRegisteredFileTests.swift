@@ -96,6 +96,13 @@ final class LoopRegisteredFileTests: LoopTestCase {
         XCTAssertEqual(
             try perform(LoopOperation.close(FileDescriptor(rawValue: 1)).onRegisteredFile()), -EINVAL,
             "unsupported kind")
+        // A negative descriptor names no slot (not slot 0, which holds a socket here).
+        let (c, _) = socketPair()
+        try loop.registerFile(FileDescriptor(c), at: 0)
+        XCTAssertEqual(
+            try perform(LoopOperation.send(FileDescriptor(rawValue: -1), from: &byte, count: 1).onRegisteredFile()),
+            -EINVAL, "negative slot")
+        try loop.registerFile(nil, at: 0)
         try loop.registerFile(nil, at: 1)
         XCTAssertNil(loop.registeredFile(at: 1))
         XCTAssertEqual(

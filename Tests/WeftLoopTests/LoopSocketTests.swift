@@ -63,6 +63,56 @@ final class LoopSocketTests: LoopTestCase {
         XCTAssertEqual(try perform(.connect(FileDescriptor(client), address: &target, length: MemoryLayout<sockaddr_in>.size)), -ECONNREFUSED)
     }
 
+    func testAConnectToAUnixListenerWithAFullBacklogIsNeverReportedAsConnected() throws {
+        // An abstract address (a leading NUL): nothing to clean up on disk.
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let name = Array("\0weft-backlog-\(getpid())".utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { path in
+            for (i, byte) in name.enumerated() { path[i] = byte }
+        }
+        let length = MemoryLayout<sa_family_t>.size + name.count
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(length)) }
+        }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(listener, 0), 0)
+        func rawConnect(_ fd: Int32) -> Int32 {
+            let r = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+            }
+            return r == 0 ? 0 : -errno
+        }
+        // A backlog of 0 lets one connection in; the next finds it full.
+        let first = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        defer { close(first) }
+        XCTAssertEqual(rawConnect(first), 0)
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        defer { close(probe) }
+        try XCTSkipUnless(rawConnect(probe) == -EAGAIN, "this kernel does not refuse a connect to a full Unix backlog")
+        let client = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        defer { close(client) }
+        let op = withUnsafePointer(to: &address) { make(.connect(FileDescriptor(rawValue: client), address: $0, length: length)) }
+        let recorder = Recorder()
+        try submit(op, recorder)
+        try loop.run(.noWait)
+        // Room again, for a backend that waits for it (io_uring's connect does).
+        let accepted = accept(listener, nil, nil)
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        defer { close(accepted) }
+        try loop.run()
+        var peer = sockaddr_un()
+        var peerLength = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let connected = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(client, $0, &peerLength) }
+        } == 0
+        // Either the backend waited for room and connected, or it reported what the kernel said.
+        XCTAssertEqual(recorder.results, [connected ? 0 : -EAGAIN], "connected: \(connected)")
+    }
+
     func testSendToClosedPeerIsAnErrorNotASignal() throws {
         let (a, b) = socketPair()
         disown(b)

@@ -203,9 +203,12 @@ int weft_descriptor_kind(int fd) {
     if (fstat(fd, &st) < 0) return -errno;
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode)) return 1;
     if (S_ISSOCK(st.st_mode)) {
-        int protocol = 0;
-        socklen_t length = sizeof protocol;
-        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 && protocol == IPPROTO_TCP) return 2;
+        // TCP's byte stream only: a raw socket can name IPPROTO_TCP too, and returns a packet a call.
+        int protocol = 0, type = 0;
+        socklen_t length = sizeof protocol, typeLength = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 && protocol == IPPROTO_TCP
+            && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &typeLength) == 0 && type == SOCK_STREAM)
+            return 2;
     }
     return 0;
 }

@@ -42,6 +42,16 @@ final class EpollBackend: LoopBackend {
     private let eventCapacity: Int32 = 256
     private static let wakeData = UInt64.max
     private static let started: UInt32 = 1 << 31
+    /// Linux's MAX_RW_COUNT: the most one read or write call moves.
+    private static let maxTransfer = 0x7fff_f000
+    /// What ``attempt(_:)`` returns for a connect the kernel would not start for now: `EAGAIN` from
+    /// a Unix socket whose listener's backlog is full, which, unlike `EINPROGRESS`, starts nothing to
+    /// wait for (the unconnected socket reads as writable at once, and would pass for connected).
+    /// It is reported as the result, `EAGAIN`, as a non-blocking `connect(2)` reports it.
+    private static let connectNotStarted: Int32 = -(1 << 20)
+
+    /// The result to report for what ``attempt(_:)`` returned (anything but `-EAGAIN`).
+    private static func reported(_ r: Int32) -> Int32 { r == connectNotStarted ? -EAGAIN : r }
     private static let maxDescriptor: Int32 = 1 << 22
 
     /// Receives that waited for the next edge without trying first, because their TCP socket was
@@ -146,7 +156,10 @@ final class EpollBackend: LoopBackend {
 
     private func register(_ fd: Int32) -> Int32 {
         if entries[Int(fd)].registered { return 0 }
+        // Every condition a `poll` operation can ask for (the normal and band bits too), so that
+        // the edges report it.
         let interest = EPOLLIN.rawValue | EPOLLPRI.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue
+            | EPOLLRDNORM.rawValue | EPOLLRDBAND.rawValue | EPOLLWRNORM.rawValue | EPOLLWRBAND.rawValue
             | EPOLLET.rawValue
         var r = weft_epoll_ctl(epoll, EPOLL_CTL_ADD, fd, interest, UInt64(fd))
         if r == -EEXIST { r = weft_epoll_ctl(epoll, EPOLL_CTL_MOD, fd, interest, UInt64(fd)) }
@@ -158,12 +171,14 @@ final class EpollBackend: LoopBackend {
         let kind = op.pointee.kind
         if kind == .connect {
             if op.pointee.flags & Self.started != 0 { return weft_socket_error(op.pointee.fd) }
-            op.pointee.flags |= Self.started
             let r = weft_connect(op.pointee.fd, op.pointee.address, op.pointee.addressLength)
+            if r == -EAGAIN { return Self.connectNotStarted }
+            op.pointee.flags |= Self.started
             return r == -EINPROGRESS ? -EAGAIN : r
         }
         let r = LoopSystem.perform(op, nonblockingSockets: true)
-        if r > 0 && Int(r) < op.pointee.length && (kind == .recv || kind == .read)
+        // (One call moves at most MAX_RW_COUNT bytes, so a longer request is short without that.)
+        if r > 0 && Int(r) < op.pointee.length && op.pointee.length <= Self.maxTransfer && (kind == .recv || kind == .read)
             && op.pointee.flags & UInt32(MSG_PEEK | MSG_OOB) == 0
         {
             let index = Int(op.pointee.fd)
@@ -219,7 +234,7 @@ final class EpollBackend: LoopBackend {
         if !queued && !tried && !drained {
             let r = attempt(op)
             if r != -EAGAIN {
-                loop.completeLater(op, result: r)
+                loop.completeLater(op, result: Self.reported(r))
                 return
             }
         }
@@ -361,9 +376,16 @@ final class EpollBackend: LoopBackend {
 
     func wait(loop: Loop, timeoutNanoseconds: Int64?) throws(LoopError) -> Bool {
         justTried = nil
+        var timeout = kicks.isEmpty ? timeoutNanoseconds ?? -1 : 0
+        // A signal ends the wait early (EINTR); it goes on for what is left of the timeout, so that
+        // signals arriving more often than the timeout cannot hold off the loop's timers.
+        let deadline = timeout > 0 ? LoopSystem.now(.monotonic) &+ UInt64(timeout) : 0
         while true {
-            let n = weft_epoll_wait(epoll, events, eventCapacity, kicks.isEmpty ? timeoutNanoseconds ?? -1 : 0)
-            if n == -EINTR { continue }
+            let n = weft_epoll_wait(epoll, events, eventCapacity, timeout)
+            if n == -EINTR {
+                if timeout > 0 { timeout = LoopSystem.nanoseconds(until: deadline) }
+                continue
+            }
             if n < 0 { throw LoopError(.init(rawValue: -n), operation: "epoll_wait") }
             for i in 0..<Int(n) {
                 let event = events[i]
@@ -406,7 +428,7 @@ final class EpollBackend: LoopBackend {
                 let r = attempt(op)
                 if r == -EAGAIN { break }
                 entries[index].writers.remove(op)
-                loop.completeLater(op, result: r)
+                loop.completeLater(op, result: Self.reported(r))
             }
         }
         var op = entries[index].pollers.head

@@ -383,8 +383,7 @@ public final class Loop {
 
     private func nanosecondsToEarliestTimer() -> Int64? {
         guard let first = timers.earliest else { return nil }
-        let now = LoopSystem.now(.monotonic)
-        return first.pointee.deadline > now ? Int64(clamping: first.pointee.deadline - now) : 0
+        return LoopSystem.nanoseconds(until: first.pointee.deadline)
     }
 
     /// Completes a descriptor operation at once, without a callback, when the backend can do it
@@ -452,7 +451,7 @@ public final class Loop {
         case .once: try tick(timeout: nil)
         case .timeout(let duration): try tick(timeout: Int64(clamping: TimeSpec(duration).totalNanoseconds))
         case .untilDone:
-            while pendingCount > 0 && !remote.stopRequested.load(ordering: .relaxed) {
+            while pendingCount > 0 && !remote.stopRequested.load(ordering: .sequentiallyConsistent) {
                 try tick(timeout: nil)
             }
         }
@@ -635,6 +634,7 @@ public final class Loop {
             return -EINVAL
         }
         let slot = Int(op.pointee.fixedSlot)
+        if slot < 0 { return -EINVAL }
         guard slot < registeredFiles.count else { return registeredFiles.isEmpty ? -EBADF : -EINVAL }
         let fd = registeredFiles[slot]
         if fd == -1 { return -EBADF }
@@ -790,8 +790,10 @@ public final class Loop {
 
     private func tick(timeout: Int64?) throws(LoopError) {
         var wait = timeout
-        if readyHead != nil || remote.queued.load(ordering: .relaxed) > 0
-            || remote.stopRequested.load(ordering: .relaxed)
+        // Sequentially consistent, as the other threads' sides (see `LoopRemote.wake()`); plain
+        // loads on x86.
+        if readyHead != nil || remote.queued.load(ordering: .sequentiallyConsistent) > 0
+            || remote.stopRequested.load(ordering: .sequentiallyConsistent)
         {
             wait = 0
         } else if let untilTimer = nanosecondsToEarliestTimer(), wait == nil || untilTimer < wait! {
@@ -803,7 +805,8 @@ public final class Loop {
         } else {
             _ = try backend.wait(loop: self, timeoutNanoseconds: wait)
         }
-        if remote.queued.load(ordering: .acquiring) > 0 { drainRemote() }
+        // (Sequentially consistent: see `LoopRemote.wake()`.)
+        if remote.queued.load(ordering: .sequentiallyConsistent) > 0 { drainRemote() }
         if !timers.isEmpty { fireExpiredTimers() }
         dispatchReady()
     }

@@ -70,18 +70,18 @@ extension LoopOperation {
     ///
     /// Valid for `recv`, `send`, `recvmsg`, `sendmsg`, `read`, `write`, `readv`, `writev`, `accept`,
     /// `connect`, `shutdown`, `fsync`, `poll` and the multishot operations; any other kind completes
-    /// with `EINVAL`, as does a slot out of range. An empty slot, or a loop with no table, completes
-    /// it with `EBADF`.
+    /// with `EINVAL`, as does a slot out of range (a negative one included). An empty slot, or a loop
+    /// with no table, completes it with `EBADF`.
     /// - Returns: The operation, marked.
     public func onRegisteredFile() -> LoopOperation {
         var op = self
-        op.fixedSlot = max(0, op.fd)
+        op.fixedSlot = op.fd
         op.extras |= OperationExtras.registeredFile
         return op
     }
 
     /// Whether the operation names a registered-file slot (``onRegisteredFile()``).
-    public var usesRegisteredFile: Bool { fixedSlot >= 0 }
+    public var usesRegisteredFile: Bool { extras & OperationExtras.registeredFile != 0 }
 
     /// Whether the operation is one of the multishot kinds (``acceptMultishot(_:)``,
     /// ``recvMultishot(_:ring:flags:)``), which call back more than once per submission.

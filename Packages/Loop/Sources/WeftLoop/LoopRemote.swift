@@ -36,7 +36,10 @@ package final class LoopRemote: @unchecked Sendable {
     /// happens under the lock so it cannot race ``close()`` onto a reused descriptor; it happens only
     /// when no wake is already pending, so the lock is rare even in a storm.
     func wake() {
-        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
+        // Sequentially consistent, as the loop's side (`acknowledgeWake`, then its look at
+        // `queued`): a store followed by a load on each side, which weaker orderings would let both
+        // miss on a weakly ordered CPU (the loop would wait and no wake would be written).
+        if !wakePending.exchange(true, ordering: .sequentiallyConsistent) {
             queues.withLock { q in
                 if !q.closed { _ = weft_eventfd_signal(eventDescriptor) }
             }
@@ -101,7 +104,7 @@ package final class LoopRemote: @unchecked Sendable {
             op.pointee.completedNext = nil
             if let tail = q.completedTail.pointer { tail.pointee.completedNext = op } else { q.completedHead.pointer = op }
             q.completedTail.pointer = op
-            queued.add(1, ordering: .releasing)
+            queued.add(1, ordering: .sequentiallyConsistent)
         }
         wake()
     }
@@ -162,7 +165,7 @@ public struct LoopWaker: Sendable {
 
     /// Asks the loop to stop: the running ``Loop/run(_:)`` returns after the current iteration.
     public func stop() {
-        remote.stopRequested.store(true, ordering: .releasing)
+        remote.stopRequested.store(true, ordering: .sequentiallyConsistent)
         remote.wake()
     }
 

@@ -4,6 +4,12 @@ internal import CWeftLoop
 /// and waits for readiness on EAGAIN) and the thread pool (which runs calls that would block).
 /// Each C wrapper returns the result or -errno, so errno is read inside C right after the call.
 package enum LoopSystem {
+    /// Nanoseconds from now until a deadline on the monotonic clock, 0 once it has passed.
+    static func nanoseconds(until deadline: UInt64) -> Int64 {
+        let now = now(.monotonic)
+        return deadline > now ? Int64(clamping: deadline - now) : 0
+    }
+
     static func now(_ clock: LoopClock) -> UInt64 {
         switch clock {
         case .monotonic: weft_clock_ns(CLOCK_MONOTONIC)

@@ -422,11 +422,15 @@ final class UringBackend: LoopBackend {
         enableIfNeeded()
         if backlogged { flushBacklog() }
         var timeout = __kernel_timespec()
+        var remaining = timeoutNanoseconds
+        // A signal ends the wait early (EINTR); it goes on for what is left of the timeout (see
+        // `EpollBackend.wait`).
+        let deadline = (remaining ?? 0) > 0 ? LoopSystem.now(.monotonic) &+ UInt64(remaining!) : 0
         while true {
             let r: Int32
-            if timeoutNanoseconds == 0 || backlogHead != nil {
+            if remaining == 0 || backlogHead != nil {
                 r = io_uring_submit_and_get_events(ring)
-            } else if let ns = timeoutNanoseconds {
+            } else if let ns = remaining {
                 timeout.tv_sec = ns / 1_000_000_000
                 timeout.tv_nsec = ns % 1_000_000_000
                 var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
@@ -434,7 +438,10 @@ final class UringBackend: LoopBackend {
             } else {
                 r = io_uring_submit_and_wait(ring, 1)
             }
-            if r == -EINTR { continue }
+            if r == -EINTR {
+                if let ns = remaining, ns > 0 { remaining = LoopSystem.nanoseconds(until: deadline) }
+                continue
+            }
             if r < 0 && r != -ETIME && r != -EBUSY && r != -EAGAIN {
                 throw LoopError(.init(rawValue: -r), operation: "io_uring_enter")
             }
