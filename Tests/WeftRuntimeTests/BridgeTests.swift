@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import WeftRuntime
 import XCTest
@@ -115,5 +116,33 @@ final class BridgeTests: RuntimeTestCase {
             }
             XCTAssertEqual(value, 7)
         }
+    }
+
+    func testASpawnFromATaskAfterEveryFiberFinishedIsRefused() throws {
+        // One executor: the task's jobs run on it. The last fiber's end resumes the task there,
+        // after the runtime has started to stop; a fiber spawned then would never run.
+        final class Outcome: Sendable { let text = Mutex<String?>(nil) }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        try Runtime.run(options: .init(executors: .exact(1))) {
+            let runtime = Runtime.current!
+            let last = try Fiber.spawn { try Fiber.spawnBlocking { release.wait() } }
+            Task(executorPreference: runtime.taskExecutor(0)) {
+                try? await last.value
+                let result: String
+                do {
+                    let late = try Fiber.spawn { 2 }
+                    result = "spawned, got \(try await late.value)"
+                } catch {
+                    result = "\(error)"
+                }
+                outcome.text.withLock { $0 = result }
+                done.signal()
+            }
+            release.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success, "the task never finished")
+        XCTAssertEqual(outcome.text.withLock { $0 }, "\(FiberError.runtimeStopped)")
     }
 }

@@ -97,9 +97,8 @@ public final class Loop {
     /// Timers the loop keeps itself, earliest deadline first (see ``LoopBackend/keepsTimerInLoop(_:)``).
     @exclusivity(unchecked) private var timers = TimerHeap()
     @exclusivity(unchecked) private var running = false
+    /// Set as ``close()`` starts and never cleared, so it also covers ``isClosed``.
     @exclusivity(unchecked) private var closing = false
-    /// Set as ``close()`` starts: ``isClosed`` or `closing`, in one field for the submission path.
-    @exclusivity(unchecked) private var refusesSubmissions = false
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
     @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
     /// Registered files: the descriptor in each slot, -1 for an empty one, ``kernelFile`` for a
@@ -248,7 +247,7 @@ public final class Loop {
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
         noteCaller()
-        if refusesSubmissions { throw LoopError(.badFileDescriptor, operation: "submit") }
+        if closing { throw LoopError(.badFileDescriptor, operation: "submit") }
         if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
         operation.pointee.callback = callback
         operation.pointee.context = context
@@ -394,7 +393,7 @@ public final class Loop {
     /// - Returns: Whether the operation completed.
     package func completeNow(_ operation: UnsafeMutablePointer<LoopOperation>) -> Bool {
         if !triesAtOnce { return false }
-        if isClosed || closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
+        if closing || operation.pointee.state == .pending || operation.pointee.cancelRequested
             || operation.pointee.extras != 0
         {
             return false
@@ -420,7 +419,8 @@ public final class Loop {
         case .pending:
             if operation.pointee.cancelRequested { return }
             operation.pointee.cancelRequested = true
-            switch operation.pointee.place {
+            // Atomically: a pool thread may be moving the operation from queued to running.
+            switch weft_flag_load(operation.pointer(to: \.place)!) {
             case OperationPlace.ready, OperationPlace.poolRunning:
                 return
             case OperationPlace.timers:
@@ -485,7 +485,6 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
-        refusesSubmissions = true
         while let op = timers.popFirst() {
             // Operations here for their deadline are also the backend's, which cancels them.
             if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }

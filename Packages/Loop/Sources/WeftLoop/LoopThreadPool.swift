@@ -77,7 +77,7 @@ final class LoopThreadPool: @unchecked Sendable {
                 threads -= 1
                 Unmanaged.passUnretained(self).release()
                 if threads == 0 {
-                    unlink(op)
+                    unlink(op, to: OperationPlace.none)
                     startError = started
                 }
             }
@@ -93,7 +93,7 @@ final class LoopThreadPool: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         guard op.pointee.place == OperationPlace.poolQueued else { return false }
-        unlink(op)
+        unlink(op, to: OperationPlace.none)
         return true
     }
 
@@ -104,7 +104,7 @@ final class LoopThreadPool: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         var taken: [UnsafeMutablePointer<LoopOperation>] = []
         while let op = head {
-            unlink(op)
+            unlink(op, to: OperationPlace.none)
             taken.append(op)
         }
         return taken
@@ -118,20 +118,22 @@ final class LoopThreadPool: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    private func unlink(_ op: UnsafeMutablePointer<LoopOperation>) {
+    /// Takes an operation out of the queue and marks where it is now. The mark is stored
+    /// atomically, in one step: ``Loop/cancel(_:)`` reads it from the loop's thread without the
+    /// lock (it acts on `poolQueued` only under the lock, through ``cancel(_:)``).
+    private func unlink(_ op: UnsafeMutablePointer<LoopOperation>, to place: UInt8) {
         if let prev = op.pointee.prev { prev.pointee.next = op.pointee.next } else { head = op.pointee.next }
         if let next = op.pointee.next { next.pointee.prev = op.pointee.prev } else { tail = op.pointee.prev }
         op.pointee.next = nil
         op.pointee.prev = nil
-        op.pointee.place = OperationPlace.none
+        weft_flag_store(op.pointer(to: \.place)!, place)
     }
 
     private func workLoop() {
         pthread_mutex_lock(mutex)
         while true {
             if let op = head {
-                unlink(op)
-                op.pointee.place = OperationPlace.poolRunning
+                unlink(op, to: OperationPlace.poolRunning)
                 pthread_mutex_unlock(mutex)
                 let result = LoopSystem.perform(op, nonblockingSockets: nonblockingSockets)
                 op.pointee.rawResult = result

@@ -39,7 +39,8 @@ public enum Fiber {
     /// - Parameter body: The fiber's body, nonisolated (it may run on any executor).
     /// - Returns: A handle to join, cancel or detach the fiber.
     /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread (use
-    ///   ``Runtime/spawn(_:)`` there).
+    ///   ``Runtime/spawn(_:)`` there); ``FiberError/runtimeStopped`` from a task running on an
+    ///   executor once every fiber has finished (the runtime is stopping).
     @inlinable
     public static func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
         let fiber = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: T.self))

@@ -123,6 +123,9 @@ final class FiberCore: @unchecked Sendable {
     @exclusivity(unchecked) var pinned = false
     /// Counted in its one-executor runtime's `localLive` rather than `live` (see `Runtime.admit`).
     @exclusivity(unchecked) var countedLocally = false
+    /// Counted in its runtime's `live` already when it was obtained (``obtainHere(thunk:)`` outside
+    /// a fiber), so that admitting it counts nothing more.
+    @exclusivity(unchecked) var countedAtSpawn = false
     /// The executor the fiber last ran on: wakes from other threads queue it there.
     @exclusivity(unchecked) var lastExecutor: Unmanaged<Executor>?
     let runState = Atomic<Int>(Run.running)
@@ -216,7 +219,14 @@ final class FiberCore: @unchecked Sendable {
     @usableFromInline
     static func obtainHere(thunk: @escaping FiberThunk) throws(FiberError) -> FiberCore {
         guard let executor = Executor.currentUnmanaged else { throw .notInFiber(operation: "spawn") }
-        return recycled(thunk: thunk, on: executor) ?? FiberCore(thunk: thunk)
+        // Outside a fiber (a task's job, or a deinitialiser the scheduler runs) every fiber may have
+        // finished and the runtime be stopping: the new fiber is counted now, as `Runtime.spawn`
+        // counts its own, or refused. (Inside one, the caller itself keeps the runtime going.)
+        let outside = executor._withUnsafeGuaranteedRef { $0.running == nil }
+        if outside { try executor.takeUnretainedValue().runtime.countExternal() }
+        let fiber = recycled(thunk: thunk, on: executor) ?? FiberCore(thunk: thunk)
+        fiber.countedAtSpawn = outside
+        return fiber
     }
 
     /// The second half: admits the fiber, which holds its body now, and queues it on the calling

@@ -18,12 +18,13 @@ public final class Group: Sendable {
 
     /// Starts a child fiber in the group (on the calling executor, or the runtime's inject queue).
     /// - Parameter body: The child's body.
-    /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread.
+    /// - Throws: ``FiberError/notInFiber(operation:)`` outside a runtime thread;
+    ///   ``FiberError/runtimeStopped`` from a task on an executor once every fiber has finished.
     public func spawn(_ body: @escaping @Sendable () throws -> Void) throws(FiberError) {
         let fiber: FiberCore
         do {
             fiber = try FiberCore.obtainHere(thunk: FiberCore.thunk(for: Void.self))
-        } catch {
+        } catch .notInFiber(_) {
             throw .notInFiber(operation: "Group.spawn")
         }
         fiber.holdBody(body)

@@ -218,13 +218,29 @@ public final class Runtime: @unchecked Sendable {
     /// an executor thread of this runtime, or by ``run(options:_:)`` before it starts.
     func admit(_ fiber: FiberCore) {
         fiber.runtime = self
-        if single {
+        if fiber.countedAtSpawn {
+            fiber.countedAtSpawn = false
+            fiber.countedLocally = false
+        } else if single {
             localLive += 1
             fiber.countedLocally = true
         } else {
             live.wrappingAdd(1, ordering: .relaxed)
         }
         _ = Unmanaged.passRetained(fiber)
+    }
+
+    /// Counts a fiber added from outside any fiber of this runtime (a plain thread, a task), in
+    /// ``live``, unless the runtime is stopping.
+    /// - Throws: ``FiberError/runtimeStopped`` once every fiber has finished.
+    func countExternal() throws(FiberError) {
+        var count = live.load(ordering: .acquiring)
+        while true {
+            if count & Runtime.stopBit != 0 { throw .runtimeStopped }
+            let (done, original) = live.compareExchange(expected: count, desired: count + 1, ordering: .acquiringAndReleasing)
+            if done { return }
+            count = original
+        }
     }
 
     /// Queues a new fiber: on the calling executor when there is one, else on the inject queue.
@@ -242,15 +258,9 @@ public final class Runtime: @unchecked Sendable {
     /// - Throws: ``FiberError/runtimeStopped`` once every fiber has finished and the runtime is
     ///   stopping.
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
+        try countExternal()
         let fiber = FiberCore.make(body)
         fiber.runtime = self
-        var count = live.load(ordering: .acquiring)
-        while true {
-            if count & Runtime.stopBit != 0 { throw .runtimeStopped }
-            let (done, original) = live.compareExchange(expected: count, desired: count + 1, ordering: .acquiringAndReleasing)
-            if done { break }
-            count = original
-        }
         _ = Unmanaged.passRetained(fiber)
         schedule(fiber)
         return JoinHandle(fiber: fiber)
