@@ -19,22 +19,46 @@ enum Identities {
 
 /// Cancellations under way on any thread (``FiberCore/cancel(timeout:)``). A canceller that found
 /// its fiber unfinished goes on to reach the fiber's executors; ``Runtime/run(options:_:)`` waits
-/// for this to drop to zero before it closes them and returns, so that a cancel that started just
-/// before the last fiber finished never reaches a runtime that is gone.
+/// for those before it closes them and returns, so that a cancel that started just before the
+/// last fiber finished never reaches a runtime that is gone.
+///
+/// Counted process-wide (the runtime may be gone when a canceller starts), in two counts: new
+/// cancellations go to the one `epoch` names, and a drain moves `epoch` on and waits for the other
+/// to empty. A canceller that found its fiber unfinished read `epoch` before that fiber finished,
+/// so before the drain moved it: it is in the count the drain waits for. One that reads `epoch`
+/// after the move finds its fiber finished and touches nothing. So a drain waits only for the
+/// cancellations under way as it starts, however many other runtimes start meanwhile.
 enum CancelsInFlight {
-    static let count = Atomic<Int>(0)
+    static let epoch = Atomic<Int>(0)
+    static let even = Atomic<Int>(0)
+    static let odd = Atomic<Int>(0)
+    /// One drain at a time, so that `epoch` does not move again under a drain that waits.
+    static let drains = Mutex<Void>(())
+
+    /// Counts a cancellation in; returns what to pass to ``leave(_:)``.
+    static func enter() -> Int {
+        let slot = epoch.load(ordering: .sequentiallyConsistent) & 1
+        if slot == 0 { even.add(1, ordering: .sequentiallyConsistent) } else { odd.add(1, ordering: .sequentiallyConsistent) }
+        return slot
+    }
+
+    static func leave(_ slot: Int) {
+        if slot == 0 { even.subtract(1, ordering: .releasing) } else { odd.subtract(1, ordering: .releasing) }
+    }
+
+    private static func count(_ slot: Int) -> Int {
+        slot == 0 ? even.load(ordering: .sequentiallyConsistent) : odd.load(ordering: .sequentiallyConsistent)
+    }
 
     /// Waits out the cancellations under way (each takes microseconds).
     static func drain() {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        #if DEBUG
-        if count.load(ordering: .sequentiallyConsistent) != 0,
-            let hook = RuntimeTestHooks.runWaitsForCancels.withLock({ $0 })
-        {
-            hook()
+        drains.withLock { _ in
+            let slot = epoch.add(1, ordering: .sequentiallyConsistent).oldValue & 1
+            #if DEBUG
+            if count(slot) != 0, let hook = RuntimeTestHooks.runWaitsForCancels.withLock({ $0 }) { hook() }
+            #endif
+            while count(slot) != 0 { sched_yield() }
         }
-        #endif
-        while count.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
     }
 }
 
@@ -403,8 +427,8 @@ final class FiberCore: @unchecked Sendable {
         }
         // Counted before the fiber is looked at: either `run` waits for this cancel, or the
         // fiber is seen finished here and the runtime is not touched (both sides fence).
-        CancelsInFlight.count.add(1, ordering: .sequentiallyConsistent)
-        defer { CancelsInFlight.count.subtract(1, ordering: .releasing) }
+        let slot = CancelsInFlight.enter()
+        defer { CancelsInFlight.leave(slot) }
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if isFinished { return }
         #if DEBUG
