@@ -155,23 +155,28 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     }
 
     /// Queues a runnable fiber here, from any thread; wakes this executor if it sleeps.
+    ///
+    /// From another thread, nothing of this executor is touched once the fiber is visible: another
+    /// thread may run it to its end then, and if it was the last fiber the runtime may return and
+    /// free its executors. Whether to wake is read under the queue's lock, and the wake goes
+    /// through a copy of the waker (which keeps the loop's wake descriptor alive; a closed one
+    /// ignores it).
     func push(_ fiber: FiberCore) {
         if isCurrent {
             pushLocal(fiber)
-        } else if shared {
-            append(fiber)
-            if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
         } else {
-            handOver(fiber)
+            let wake = shared ? append(fiber, fromOutside: true).wake : handOver(fiber)
+            wake?.wake()
         }
     }
 
     /// The queue is this executor's thread's alone: hand the fiber over through the inbox.
+    /// Returns the waker if this executor sleeps (see ``push(_:)``).
     @inline(never)  // Mutex: see the note on `FiberCore.cancel(timeout:)`.
-    private func handOver(_ fiber: FiberCore) {
+    private func handOver(_ fiber: FiberCore) -> LoopWaker? {
         let raw = Unmanaged.passUnretained(fiber).toOpaque()
         fiber.queueNext = nil
-        inbox.withLock { inbox in
+        return inbox.withLock { inbox in
             if let tail = inbox.wokenTail {
                 Unmanaged<FiberCore>.fromOpaque(tail)._withUnsafeGuaranteedRef { $0.queueNext = raw }
             } else {
@@ -180,8 +185,8 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             inbox.wokenTail = raw
             inbox.wokenCount += 1
             inboxCount.add(1, ordering: .sequentiallyConsistent)
+            return sleeping.load(ordering: .sequentiallyConsistent) ? waker : nil
         }
-        if sleeping.load(ordering: .sequentiallyConsistent) { waker.wake() }
     }
 
     /// Queues a runnable fiber from this executor's own thread; with work to share, wakes an idle
@@ -189,15 +194,17 @@ final class Executor: @unchecked Sendable, TaskExecutor {
     @inline(__always)
     func pushLocal(_ fiber: FiberCore) {
         assert(isCurrent, "a fiber was queued as local from another executor's thread")
-        let count = append(fiber)
+        let count = append(fiber).count
         if shared && count > 1 && runtimeRef._withUnsafeGuaranteedRef({ $0.sleepers.load(ordering: .sequentiallyConsistent) }) > 0 {
             runtime.wakeIdle(except: self)
         }
     }
 
+    /// Links a fiber at the back of the queue. Returns the new count and, `fromOutside`, the waker
+    /// if this executor sleeps, read before the lock is released (see ``push(_:)``).
     @inline(__always)
     @discardableResult
-    private func append(_ fiber: FiberCore) -> Int {
+    private func append(_ fiber: FiberCore, fromOutside: Bool = false) -> (count: Int, wake: LoopWaker?) {
         let raw = Unmanaged.passUnretained(fiber).toOpaque()
         fiber.queueNext = nil
         lock()
@@ -210,8 +217,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
             count = queued.load(ordering: .relaxed) + 1
             queued.store(count, ordering: .relaxed)
         }
+        let wake = fromOutside && sleeping.load(ordering: .sequentiallyConsistent) ? waker : nil
         unlock()
-        return count
+        return (count, wake)
     }
 
     /// Takes the next fiber (unretained: a queued fiber keeps itself alive until it finishes).
