@@ -678,9 +678,6 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         recycledCount += 1
     }
 
-    /// The most recently finished fiber object, if nothing but this list references it any more;
-    /// else nil, and the list lets go of that object (whoever still holds it frees it). From this
-    /// executor's thread only.
     /// The next identity from this executor's block (see `Identities`). This executor's thread only.
     func nextIdentity() -> UInt {
         if identityNext == identityEnd {
@@ -691,6 +688,9 @@ final class Executor: @unchecked Sendable, TaskExecutor {
         return identityNext
     }
 
+    /// The most recently finished fiber object, if nothing but this list references it any more;
+    /// else nil, and the list lets go of that object (whoever still holds it frees it). From this
+    /// executor's thread only.
     func takeRecycledFiber() -> FiberCore? {
         assert(isCurrent, "a recycled fiber object was taken on another executor's thread")
         guard let raw = recycledHead else { return nil }

@@ -55,7 +55,7 @@ enum CancelsInFlight {
         drains.withLock { _ in
             let slot = epoch.add(1, ordering: .sequentiallyConsistent).oldValue & 1
             #if DEBUG
-            if count(slot) != 0, let hook = RuntimeTestHooks.runWaitsForCancels.withLock({ $0 }) { hook() }
+            if count(slot) != 0 { RuntimeTestHooks.fire(RuntimeTestHooks.runWaitsForCancels) }
             #endif
             while count(slot) != 0 { sched_yield() }
         }
@@ -432,7 +432,7 @@ final class FiberCore: @unchecked Sendable {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if isFinished { return }
         #if DEBUG
-        if let hook = RuntimeTestHooks.cancelFoundFiberUnfinished.withLock({ $0 }) { hook() }
+        RuntimeTestHooks.fire(RuntimeTestHooks.cancelFoundFiberUnfinished)
         #endif
         let owner = ioExecutor.load(ordering: .sequentiallyConsistent)
         if owner != 0 { runtime.executors[owner - 1].requestCancel(self) }
@@ -441,7 +441,7 @@ final class FiberCore: @unchecked Sendable {
         // write, then read the other's word, sequentially consistent: one of them sees the other).
         if runState.load(ordering: .sequentiallyConsistent) == Run.parkedCancellable {
             #if DEBUG
-            if let hook = RuntimeTestHooks.cancelFoundCancellableWait.withLock({ $0 }) { hook() }
+            RuntimeTestHooks.fire(RuntimeTestHooks.cancelFoundCancellableWait)
             #endif
             resumeCancelled()
         }
@@ -796,5 +796,10 @@ package enum RuntimeTestHooks {
     package static let cancelFoundFiberUnfinished = Mutex<(@Sendable () -> Void)?>(nil)
     /// Runs as `Runtime.run`, every fiber finished, starts waiting for cancellations under way.
     package static let runWaitsForCancels = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Runs the hook set at `point`, if any (outside the lock: a hook may wait for another thread).
+    static func fire(_ point: borrowing Mutex<(@Sendable () -> Void)?>) {
+        if let hook = point.withLock({ $0 }) { hook() }
+    }
 }
 #endif

@@ -215,12 +215,12 @@ public final class Runtime: @unchecked Sendable {
     // MARK: Fibers
 
     /// Counts a new fiber and gives it its self-reference (released when it finishes). Called on
-    /// an executor thread of this runtime, or by ``run(options:_:)`` before it starts.
+    /// an executor thread of this runtime, or by ``run(options:_:)`` before it starts; from any
+    /// thread for a fiber counted already (``countExternal()``, `countedAtSpawn`).
     func admit(_ fiber: FiberCore) {
         fiber.runtime = self
         if fiber.countedAtSpawn {
             fiber.countedAtSpawn = false
-            fiber.countedLocally = false
         } else if single {
             localLive += 1
             fiber.countedLocally = true
@@ -260,8 +260,8 @@ public final class Runtime: @unchecked Sendable {
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws(FiberError) -> JoinHandle<T> {
         try countExternal()
         let fiber = FiberCore.make(body)
-        fiber.runtime = self
-        _ = Unmanaged.passRetained(fiber)
+        fiber.countedAtSpawn = true
+        admit(fiber)
         schedule(fiber)
         return JoinHandle(fiber: fiber)
     }
