@@ -72,6 +72,9 @@ public final class Loop {
     /// of through the protocol (unmanaged: ``backend`` keeps it, and a strong read would retain it
     /// for every call).
     private let uring: Unmanaged<UringBackend>?
+    /// The io_uring backend's ring and backlog flag, for the submission fast path: a plain
+    /// operation goes straight into an entry without a call into the backend.
+    private let uringSubmission: UnsafeMutablePointer<UringBackend.SubmissionState>?
     package let remote: LoopRemote
     let pool: LoopThreadPool
 
@@ -152,6 +155,7 @@ public final class Loop {
         }
         backend = made
         uring = (made as? UringBackend).map { Unmanaged.passUnretained($0) }
+        uringSubmission = (made as? UringBackend)?.submission
         backendKind = made.kind
         if let (error, count) = options.simulatedWaitFailures {
             simulatedWaitError = error
@@ -247,8 +251,7 @@ public final class Loop {
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
         noteCaller()
-        if closing { throw LoopError(.badFileDescriptor, operation: "submit") }
-        if operation.pointee.state == .pending { throw LoopError(.alreadyInProcess, operation: "submit") }
+        if closing || operation.pointee.state == .pending { try refuseSubmission(operation) }
         operation.pointee.callback = callback
         operation.pointee.context = context
         weft_flag_store(operation.pointer(to: \.completing)!, 0)
@@ -256,17 +259,30 @@ public final class Loop {
         operation.pointee.next = nil
         operation.pointee.prev = nil
         pendingCount &+= 1
-        if operation.pointee.extras != 0 || operation.pointee.cancelRequested || operation.pointee.kind == .timer {
-            submitSpecial(operation)
-        } else if let uring {
-            uring._withUnsafeGuaranteedRef { $0.submit(operation, loop: self) }
-        } else {
-            backend.submit(operation, loop: self)
+        // The io_uring fast path: what the backend's `submit` does for a plain operation, without
+        // the call (which the compiler would not inline: the preparation switch is too large).
+        // Everything else, the throw included, is out of line, so that this path keeps a small frame.
+        if operation.pointee.extras == 0, !operation.pointee.cancelRequested, let submission = uringSubmission,
+            UringBackend.takesEntryAlone(operation.pointee.kind), !submission.pointee.backlogged,
+            let sqe = weft_sqe_next(submission.pointee.ring)
+        {
+            UringBackend.prepareEntry(sqe, operation)
+            #if DEBUG
+            uring?._withUnsafeGuaranteedRef { $0.tracePrepared(operation) }
+            #endif
+            return
         }
+        submitSpecial(operation)
     }
 
-    /// The rest of ``submit(_:callback:context:)`` for operations with extras, a cancel requested
-    /// before submission, and timers, out of the plain operations' way.
+    /// The error ``submit(_:callback:context:)`` throws, out of its way.
+    @inline(never)
+    private func refuseSubmission(_ operation: UnsafeMutablePointer<LoopOperation>) throws(LoopError) -> Never {
+        throw LoopError(closing ? .badFileDescriptor : .alreadyInProcess, operation: "submit")
+    }
+
+    /// The rest of ``submit(_:callback:context:)``: operations with extras, a cancel requested
+    /// before submission, timers, and all that the io_uring fast path does not take.
     @inline(never)
     private func submitSpecial(_ operation: UnsafeMutablePointer<LoopOperation>) {
         if operation.pointee.extras != 0 && !submitExtras(operation) { return }

@@ -126,7 +126,7 @@ int weft_buffers_unregister(struct io_uring *ring);
 // asks for none of them), which liburing's getters test on every call.
 
 /// The next free submission queue entry, or NULL when the queue is full.
-static inline struct io_uring_sqe *weft_sqe_next(struct io_uring *ring) {
+static inline __attribute__((always_inline)) struct io_uring_sqe *weft_sqe_next(struct io_uring *ring) {
     struct io_uring_sq *sq = &ring->sq;
     unsigned next = sq->sqe_tail + 1;
     // Without SQPOLL only this thread's io_uring_enter moves the head: no ordering is needed.
@@ -143,22 +143,43 @@ struct weft_completion {
     uint32_t flags;
 };
 
-/// Copies up to `max` completion queue entries into `out`, oldest first, and frees their slots in
-/// the ring; returns how many it copied. Never enters the kernel.
-static inline unsigned weft_cq_take(struct io_uring *ring, struct weft_completion *out, unsigned max) {
-    struct io_uring_cq *cq = &ring->cq;
-    unsigned head = *cq->khead;
-    unsigned ready = io_uring_smp_load_acquire(cq->ktail) - head;
-    if (ready == 0) return 0;
-    if (ready > max) ready = max;
-    for (unsigned i = 0; i < ready; i++) {
-        const struct io_uring_cqe *cqe = &cq->cqes[(head + i) & cq->ring_mask];
-        out[i].data = cqe->user_data;
-        out[i].result = cqe->res;
-        out[i].flags = cqe->flags;
+/// The completion queue's fields that reading it needs, copied out of the ring once per drain; the
+/// head as this thread last stored it, and the tail as last read.
+struct weft_cq_cursor {
+    unsigned *khead;
+    const unsigned *ktail;
+    const struct io_uring_cqe *cqes;
+    unsigned mask;
+    unsigned head;
+    unsigned tail;
+};
+
+/// A cursor at the queue's current head. Only the thread that runs the loop moves the head, and it
+/// reads the queue through one cursor at a time.
+static inline struct weft_cq_cursor weft_cq_cursor(struct io_uring *ring) {
+    unsigned head = *ring->cq.khead;
+    struct weft_cq_cursor cursor = {ring->cq.khead, ring->cq.ktail, ring->cq.cqes, ring->cq.ring_mask, head, head};
+    return cursor;
+}
+
+/// Copies the oldest completion queue entry into `out` and frees its slot in the ring, so that a
+/// callback that submits finds the slot free; returns 0 when the queue is empty. The kernel's tail
+/// is read again only when the entries seen last have all been taken, and the head is kept in the
+/// cursor rather than read back from the ring (a load that would wait for the store before it, on
+/// every entry). Never enters the kernel.
+static inline __attribute__((always_inline)) int weft_cq_next(struct weft_cq_cursor *cursor, struct weft_completion *out) {
+    unsigned head = cursor->head;
+    if (head == cursor->tail) {
+        cursor->tail = io_uring_smp_load_acquire(cursor->ktail);
+        if (head == cursor->tail) return 0;
     }
-    io_uring_smp_store_release(cq->khead, head + ready);
-    return ready;
+    const struct io_uring_cqe *cqe = &cursor->cqes[head & cursor->mask];
+    out->data = cqe->user_data;
+    out->result = cqe->res;
+    out->flags = cqe->flags;
+    cursor->head = head + 1;
+    io_uring_smp_store_release(cursor->khead, head + 1);
+    return 1;
 }
 
 // Probes what the running kernel's io_uring offers, on a scratch ring: bit 0, provided buffer rings
