@@ -118,13 +118,15 @@ private let nopCount = 1_000_000
 private let nopBatch = 64
 
 /// `loop.nop_ops_per_s`, `loop.c_nop_ops_per_s`, `loop.nop_vs_c` (median of per-round ratios) and
-/// `loop.nop_allocs_per_op`. Both sides run pinned to the same CPU, interleaved, three rounds.
+/// `loop.nop_allocs_per_op`. Both sides run pinned to the same CPU, interleaved, seven rounds (a
+/// round is about 0.15 s; with three, one disturbed round on a shared machine moved the median by
+/// several hundredths).
 private func runNopBenchmark() throws {
     var loopRates: [Double] = []
     var cRates: [Double] = []
     var ratios: [Double] = []
     var allocationsPerOp: [Double] = []
-    for _ in 0..<3 {
+    for _ in 0..<7 {
         let fields = try Programs.runToCompletion(
             [try Programs.cBaseline("uring_nop"), String(nopCount), String(nopBatch)], cpu: serverCPU)
         guard let cRate = fields["ops_per_s"] else { throw BenchError("uring_nop printed no ops_per_s") }
