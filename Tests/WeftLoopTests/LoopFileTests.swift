@@ -20,6 +20,88 @@ final class LoopFileTests: LoopTestCase {
 
     private func path(_ name: String) -> String { directory + "/" + name }
 
+    /// Pool work that blocks until a byte arrives on the pipe whose read end `argument` points to.
+    private static let gated: LoopWork = { argument in
+        var byte: UInt8 = 0
+        return Int32(Glibc.read(argument!.load(as: Int32.self), &byte, 1))
+    }
+
+    /// A file of `count` copies of `byte`, opened read-write; returns its descriptor.
+    private func filled(_ name: String, with byte: UInt8, count: Int) -> Int32 {
+        let fd = Glibc.open(path(name), O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        let bytes = [UInt8](repeating: byte, count: count)
+        XCTAssertEqual(Glibc.write(fd, bytes, count), count)
+        return fd
+    }
+
+    private func size(_ name: String) -> Int {
+        var info = stat()
+        XCTAssertEqual(stat(path(name), &info), 0)
+        return Int(info.st_size)
+    }
+
+    /// A loop whose one pool thread is held by work that waits for a byte on `gate.write`, so that
+    /// pool operations submitted next stay queued until the test writes it.
+    private func loopWithBusyPool(_ recorder: Recorder) throws -> (read: Int32, write: Int32, argument: UnsafeMutablePointer<Int32>) {
+        try loop.close()
+        loop = try Loop(options: .init(threadPoolSize: 1))
+        let gate = pipePair()
+        let argument = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        argument.initialize(to: gate.read)
+        try submit(make(.work(Self.gated, argument: argument)), recorder)
+        return (gate.read, gate.write, argument)
+    }
+
+    func testACloseWaitsForPoolOperationsQueuedOnItsDescriptor() throws {
+        // Before: the close ran at once, a file opened next took the same number, and the queued
+        // ftruncate (a pool operation on both backends) truncated that other file.
+        let recorder = Recorder()
+        let gate = try loopWithBusyPool(recorder)
+        defer { gate.argument.deallocate() }
+        let first = filled("first", with: 0x61, count: 100)
+        try submit(make(.ftruncate(FileDescriptor(rawValue: first), length: 10)), recorder)
+        try submit(make(.close(FileDescriptor(rawValue: first))), recorder)
+        try loop.run(.noWait)
+        let second = owned(filled("second", with: 0x62, count: 100))
+        XCTAssertNotEqual(second, first, "the descriptor was closed while a pool operation on it was queued")
+        XCTAssertEqual(Glibc.write(gate.write, "x", 1), 1)
+        try loop.run()
+        XCTAssertEqual(recorder.kinds, [.work, .ftruncate, .close])
+        XCTAssertEqual(recorder.results, [1, 0, 0])
+        XCTAssertEqual(size("first"), 10)
+        XCTAssertEqual(size("second"), 100)
+        XCTAssertEqual(fcntl(first, F_GETFD), -1, "the close did not run")
+    }
+
+    func testACloseWaitingForThePoolCanBeCancelledAndLaterOperationsOnItFail() throws {
+        let recorder = Recorder()
+        let gate = try loopWithBusyPool(recorder)
+        defer { gate.argument.deallocate() }
+        let fd = owned(filled("file", with: 0x61, count: 100))
+        try submit(make(.ftruncate(FileDescriptor(rawValue: fd), length: 10)), recorder)
+        let close = make(.close(FileDescriptor(rawValue: fd)))
+        try submit(close, recorder)
+        // Submitted after the close: the descriptor is going away.
+        try submit(make(.ftruncate(FileDescriptor(rawValue: fd), length: 20)), recorder)
+        try loop.run(.noWait)
+        loop.cancel(close)
+        try loop.run(.noWait)
+        XCTAssertEqual(recorder.kinds, [.ftruncate, .close])
+        XCTAssertEqual(recorder.results, [-EBADF, -ECANCELED])
+        XCTAssertGreaterThanOrEqual(fcntl(fd, F_GETFD), 0, "a cancelled close closed its descriptor")
+        XCTAssertEqual(Glibc.write(gate.write, "x", 1), 1)
+        try loop.run()
+        XCTAssertEqual(recorder.kinds, [.ftruncate, .close, .work, .ftruncate])
+        XCTAssertEqual(recorder.results, [-EBADF, -ECANCELED, 1, 0])
+        XCTAssertEqual(size("file"), 10)
+        // Nothing holds a close back once the pool is done with the descriptor.
+        XCTAssertEqual(try perform(.ftruncate(FileDescriptor(rawValue: fd), length: 5)), 0)
+        disown(fd)
+        XCTAssertEqual(try perform(.close(FileDescriptor(rawValue: fd))), 0)
+        XCTAssertEqual(fcntl(fd, F_GETFD), -1)
+    }
+
     func testOpenWriteReadStatSyncTruncateClose() throws {
         let file = path("data")
         let fd = try file.withCString { try perform(.openat(path: $0, flags: O_CREAT | O_RDWR | O_CLOEXEC, mode: 0o600)) }

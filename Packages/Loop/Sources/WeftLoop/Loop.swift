@@ -117,6 +117,13 @@ public final class Loop {
     /// Registered buffers, by index; and how many submitted operations use them.
     @exclusivity(unchecked) private var registeredBuffers: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var registeredBufferUsers = 0
+    /// Per descriptor, how many operations on the thread pool name it, queued or running. The pool
+    /// takes descriptors by number, so a close submitted meanwhile waits in ``deferredCloses`` until
+    /// none does, as io_uring's operations keep their file while they run: closing would otherwise
+    /// let a queued operation act on whatever the number names by then.
+    @exclusivity(unchecked) private var poolDescriptorUsers: [Int32: Int] = [:]
+    /// Closes waiting for pool operations on their descriptor, by descriptor, in submission order.
+    @exclusivity(unchecked) private var deferredCloses: [Int32: [UnsafeMutablePointer<LoopOperation>]] = [:]
     /// What ``Options/simulatedWaitFailures`` left to fail (test hook).
     @exclusivity(unchecked) private var simulatedWaitFailures = 0
     @exclusivity(unchecked) private var simulatedWaitError = Errno.noMemory
@@ -290,6 +297,7 @@ public final class Loop {
             completeLater(operation, result: -ECANCELED)
             return
         }
+        if operation.pointee.kind == .close && deferClose(operation) { return }
         if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
             let deadline = Self.monotonicDeadline(operation)
             if deadline <= LoopSystem.now(.monotonic) {
@@ -366,6 +374,9 @@ public final class Loop {
     private func completeExtras(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
         let extras = op.pointee.extras
         var result = result
+        // First: the descriptors counted are the ones the pool used (a registered file's slot is
+        // put back below).
+        if extras & OperationExtras.poolDescriptors != 0 { releasePoolDescriptors(op) }
         if extras & OperationExtras.bufferRing != 0, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
         if op.pointee.heapIndex >= 0 { timers.remove(op) }
         if extras & OperationExtras.registeredFile != 0 { op.pointee.fd = op.pointee.fixedSlot }
@@ -444,6 +455,8 @@ public final class Loop {
                 completeLater(operation, result: -ECANCELED)
             case OperationPlace.poolQueued:
                 if pool.cancel(operation) { completeLater(operation, result: -ECANCELED) }
+            case OperationPlace.deferredClose:
+                cancelDeferredClose(operation)
             default:
                 backend.cancel(operation, loop: self)
             }
@@ -798,9 +811,60 @@ public final class Loop {
     }
 
     /// Hands an operation to the thread pool; a failure to start any thread completes it with the error.
+    /// An operation on a descriptor that a close submitted earlier is waiting for completes with
+    /// `EBADF` (the descriptor is being closed, and its pool operations would hold the close off).
     package func runOnPool(_ op: UnsafeMutablePointer<LoopOperation>) {
+        let (fd, fd2) = (op.pointee.fd, op.pointee.fd2)
+        if fd >= 0 || fd2 >= 0 {
+            if !deferredCloses.isEmpty && (deferredCloses[fd] != nil || deferredCloses[fd2] != nil) {
+                completeLater(op, result: -EBADF)
+                return
+            }
+            if fd >= 0 { poolDescriptorUsers[fd, default: 0] += 1 }
+            if fd2 >= 0 { poolDescriptorUsers[fd2, default: 0] += 1 }
+            op.pointee.extras |= OperationExtras.poolDescriptors
+        }
         let r = pool.enqueue(op)
         if r < 0 { completeLater(op, result: r) }
+    }
+
+    /// Holds a close back while thread-pool operations name its descriptor; returns whether it did.
+    private func deferClose(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+        let fd = op.pointee.fd
+        guard fd >= 0, poolDescriptorUsers[fd] != nil else { return false }
+        deferredCloses[fd, default: []].append(op)
+        op.pointee.place = OperationPlace.deferredClose
+        return true
+    }
+
+    /// Ends a pool operation's hold on its descriptors, and submits the closes that waited for the
+    /// last of them.
+    private func releasePoolDescriptors(_ op: UnsafeMutablePointer<LoopOperation>) {
+        op.pointee.extras &= ~OperationExtras.poolDescriptors
+        if op.pointee.fd >= 0 { releasePoolDescriptor(op.pointee.fd) }
+        if op.pointee.fd2 >= 0 { releasePoolDescriptor(op.pointee.fd2) }
+    }
+
+    private func releasePoolDescriptor(_ fd: Int32) {
+        guard let users = poolDescriptorUsers[fd] else { return }
+        if users > 1 {
+            poolDescriptorUsers[fd] = users - 1
+            return
+        }
+        poolDescriptorUsers[fd] = nil
+        guard let closes = deferredCloses.removeValue(forKey: fd) else { return }
+        for close in closes {
+            close.pointee.place = OperationPlace.none
+            backend.submit(close, loop: self)
+        }
+    }
+
+    /// Cancels a close waiting for pool operations: it completes with `ECANCELED`, the descriptor open.
+    private func cancelDeferredClose(_ op: UnsafeMutablePointer<LoopOperation>) {
+        let fd = op.pointee.fd
+        deferredCloses[fd]?.removeAll { $0 == op }
+        if deferredCloses[fd]?.isEmpty == true { deferredCloses[fd] = nil }
+        completeLater(op, result: -ECANCELED)
     }
 
     private func tick(timeout: Int64?) throws(LoopError) {

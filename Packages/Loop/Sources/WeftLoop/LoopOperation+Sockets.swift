@@ -187,6 +187,11 @@ extension LoopOperation {
 
     /// Closes a descriptor (`close(2)`). Close descriptors the loop has waited on through the loop
     /// (this operation or ``Loop/forget(_:)``), so the epoll backend drops its registration.
+    ///
+    /// Operations that the loop's thread pool runs on the descriptor (regular-file operations on
+    /// epoll, `ftruncate`, `sendfile`) and that were submitted before the close finish first, on
+    /// this descriptor's file, as io_uring's operations keep their file: the close waits for them.
+    /// Pool operations on the descriptor submitted while it waits complete with `EBADF`.
     /// - Parameter descriptor: The descriptor to close.
     /// - Returns: The operation, ready to submit.
     public static func close(_ descriptor: FileDescriptor) -> LoopOperation {
