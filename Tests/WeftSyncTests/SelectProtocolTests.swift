@@ -2,7 +2,7 @@ import WeftRuntime
 import WeftSync
 import XCTest
 
-import struct Synchronization.Mutex
+import Glibc
 
 /// A waitable defined outside WeftSync, built only on its public select protocol: a mailbox of
 /// integers that hands each posted value to exactly one taker (a queued select arm first).
@@ -18,7 +18,7 @@ final class Mailbox: Sendable {
         var value: Int?
     }
 
-    let state = Synchronization.Mutex(State())
+    let state = PthreadLocked(State())
 
     /// Hands `value` to the first queued arm that can still be claimed, or keeps it.
     func post(_ value: Int) {
@@ -167,7 +167,7 @@ final class Rendezvous: Sendable {
         var takers = SelectWaiterQueue()
         var slots: [SelectWaiter: Mailbox.Slot] = [:]
     }
-    let state = Synchronization.Mutex(State())
+    let state = PthreadLocked(State())
 
     var queued: Int { state.withLock { $0.givers.count + $0.takers.count } }
 
@@ -248,5 +248,30 @@ final class PairingSelectProtocolTests: SyncTestCase {
             XCTAssertEqual(try both.join(), 7)
             XCTAssertEqual(point.queued, 0)
         }
+    }
+}
+
+/// A value guarded by a pthread mutex, for the outside waitables above. ThreadSanitizer intercepts
+/// pthread mutexes, but not the contended path of `Synchronization.Mutex` (see Scripts/tsan.supp):
+/// with that lock, a queued select arm's node (on the selecting thread's stack) written under the
+/// lock and read by a poster under the lock after a contended hand-over was reported as a race.
+final class PthreadLocked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
     }
 }
