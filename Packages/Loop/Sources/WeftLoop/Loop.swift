@@ -118,12 +118,16 @@ public final class Loop {
     @exclusivity(unchecked) private var registeredBuffers: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var registeredBufferUsers = 0
     /// Per descriptor, how many operations on the thread pool name it, queued or running. The pool
-    /// takes descriptors by number, so a close submitted meanwhile waits in ``deferredCloses`` until
-    /// none does, as io_uring's operations keep their file while they run: closing would otherwise
-    /// let a queued operation act on whatever the number names by then.
+    /// takes descriptors by number, so a close submitted meanwhile must not free the number: it
+    /// turns it into a placeholder (``placeholders``) until none does.
     @exclusivity(unchecked) private var poolDescriptorUsers: [Int32: Int] = [:]
-    /// Closes waiting for pool operations on their descriptor, by descriptor, in submission order.
-    @exclusivity(unchecked) private var deferredCloses: [Int32: [UnsafeMutablePointer<LoopOperation>]] = [:]
+    /// Numbers a close submitted through the loop retired while pool operations still named them:
+    /// each is a copy of ``placeholderSource`` (an `O_PATH` descriptor, on which reads, writes,
+    /// truncation and syncs fail with `EBADF`) until the last of those operations completes, so
+    /// that nothing opened meanwhile takes the number from under them.
+    @exclusivity(unchecked) private var placeholders: Set<Int32> = []
+    /// What placeholders are copies of, opened when first needed (-1 until then).
+    @exclusivity(unchecked) private var placeholderSource: Int32 = -1
     /// What ``Options/simulatedWaitFailures`` left to fail (test hook).
     @exclusivity(unchecked) private var simulatedWaitFailures = 0
     @exclusivity(unchecked) private var simulatedWaitError = Errno.noMemory
@@ -297,7 +301,7 @@ public final class Loop {
             completeLater(operation, result: -ECANCELED)
             return
         }
-        if operation.pointee.kind == .close && deferClose(operation) { return }
+        if operation.pointee.kind == .close && closeUnderPool(operation) { return }
         if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
             let deadline = Self.monotonicDeadline(operation)
             if deadline <= LoopSystem.now(.monotonic) {
@@ -455,8 +459,6 @@ public final class Loop {
                 completeLater(operation, result: -ECANCELED)
             case OperationPlace.poolQueued:
                 if pool.cancel(operation) { completeLater(operation, result: -ECANCELED) }
-            case OperationPlace.deferredClose:
-                cancelDeferredClose(operation)
             default:
                 backend.cancel(operation, loop: self)
             }
@@ -529,6 +531,11 @@ public final class Loop {
         }
         running = false
         pool.close()
+        // Every pool operation has completed, and closed its placeholders: what is left is the source.
+        for fd in placeholders { _ = weft_close(fd) }
+        placeholders = []
+        if placeholderSource >= 0 { _ = weft_close(placeholderSource) }
+        placeholderSource = -1
         backend.shutdown()
         for ring in bufferRings { ring?.release() }
         bufferRings = []
@@ -811,12 +818,11 @@ public final class Loop {
     }
 
     /// Hands an operation to the thread pool; a failure to start any thread completes it with the error.
-    /// An operation on a descriptor that a close submitted earlier is waiting for completes with
-    /// `EBADF` (the descriptor is being closed, and its pool operations would hold the close off).
+    /// An operation on a number that a close retired (a placeholder) completes with `EBADF`.
     package func runOnPool(_ op: UnsafeMutablePointer<LoopOperation>) {
         let (fd, fd2) = (op.pointee.fd, op.pointee.fd2)
         if fd >= 0 || fd2 >= 0 {
-            if !deferredCloses.isEmpty && (deferredCloses[fd] != nil || deferredCloses[fd2] != nil) {
+            if !placeholders.isEmpty && (placeholders.contains(fd) || placeholders.contains(fd2)) {
                 completeLater(op, result: -EBADF)
                 return
             }
@@ -828,17 +834,34 @@ public final class Loop {
         if r < 0 { completeLater(op, result: r) }
     }
 
-    /// Holds a close back while thread-pool operations name its descriptor; returns whether it did.
-    private func deferClose(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
+    /// A close of a descriptor that pool operations name: the file is closed now, but the number
+    /// becomes a placeholder until they complete (queued ones then fail with `EBADF`; one already
+    /// in its system call finishes on the file it started with). Returns whether it handled the
+    /// close (also a close of a placeholder, which fails with `EBADF` as a second close would).
+    private func closeUnderPool(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
         let fd = op.pointee.fd
         guard fd >= 0, poolDescriptorUsers[fd] != nil else { return false }
-        deferredCloses[fd, default: []].append(op)
-        op.pointee.place = OperationPlace.deferredClose
+        if placeholders.contains(fd) {
+            completeLater(op, result: -EBADF)
+            return true
+        }
+        backend.forget(fd, loop: self)
+        if placeholderSource < 0 {
+            let source = weft_placeholder_source()
+            if source < 0 {
+                completeLater(op, result: source)
+                return true
+            }
+            placeholderSource = source
+        }
+        let r = weft_dup_onto(placeholderSource, fd)
+        if r >= 0 { placeholders.insert(fd) }
+        completeLater(op, result: min(r, 0))
         return true
     }
 
-    /// Ends a pool operation's hold on its descriptors, and submits the closes that waited for the
-    /// last of them.
+    /// Ends a pool operation's hold on its descriptors; a placeholder whose last user this was is
+    /// closed, freeing its number.
     private func releasePoolDescriptors(_ op: UnsafeMutablePointer<LoopOperation>) {
         op.pointee.extras &= ~OperationExtras.poolDescriptors
         if op.pointee.fd >= 0 { releasePoolDescriptor(op.pointee.fd) }
@@ -852,19 +875,7 @@ public final class Loop {
             return
         }
         poolDescriptorUsers[fd] = nil
-        guard let closes = deferredCloses.removeValue(forKey: fd) else { return }
-        for close in closes {
-            close.pointee.place = OperationPlace.none
-            backend.submit(close, loop: self)
-        }
-    }
-
-    /// Cancels a close waiting for pool operations: it completes with `ECANCELED`, the descriptor open.
-    private func cancelDeferredClose(_ op: UnsafeMutablePointer<LoopOperation>) {
-        let fd = op.pointee.fd
-        deferredCloses[fd]?.removeAll { $0 == op }
-        if deferredCloses[fd]?.isEmpty == true { deferredCloses[fd] = nil }
-        completeLater(op, result: -ECANCELED)
+        if !placeholders.isEmpty, placeholders.remove(fd) != nil { _ = weft_close(fd) }
     }
 
     private func tick(timeout: Int64?) throws(LoopError) {

@@ -184,8 +184,8 @@ package enum OperationExtras {
     /// An accept whose connection goes into the loop's registered-file table.
     static let directAccept: UInt8 = 32
     /// Set by the loop, not by a constructor: the operation is on the thread pool and counted
-    /// against its descriptors, so that a close submitted meanwhile waits for it (cleared when it
-    /// completes).
+    /// against its descriptors, so that a close submitted meanwhile keeps their numbers reserved
+    /// (cleared when it completes).
     static let poolDescriptors: UInt8 = 64
 }
 

@@ -13,8 +13,6 @@ package enum OperationPlace {
     static let timers: UInt8 = 7
     static let kernel: UInt8 = 8
     static let backlog: UInt8 = 9
-    /// A close waiting for thread-pool operations on its descriptor (``Loop``'s deferred closes).
-    static let deferredClose: UInt8 = 10
 }
 
 /// The loop's own bounded thread pool for calls that would block (regular files on the epoll

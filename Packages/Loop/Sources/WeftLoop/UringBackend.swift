@@ -102,7 +102,7 @@ final class UringBackend: LoopBackend {
 
     /// The kinds that, without extras, take exactly one submission entry prepared by
     /// ``prepareEntry(_:_:)``, one bit per raw value: every kind the ring runs but the timer (the
-    /// loop keeps most timers itself), the close (the loop holds it back while thread-pool
+    /// loop keeps most timers itself), the close (the loop checks first whether thread-pool
     /// operations use its descriptor) and those run outside the ring (``runsOutsideRing(_:)``).
     /// `testEntryKindsAreTheKindsTheRingRunsAlone` checks it against all three.
     static let entryKinds: UInt64 = 0xC_5FBF_7FFA
