@@ -69,8 +69,6 @@ int weft_close(int fd) {
     int r = close(fd);
     return r < 0 && errno != EINTR ? -errno : 0;
 }
-int weft_placeholder_source(void) { RETRY(int, open("/", O_PATH | O_CLOEXEC)) }
-int weft_dup_onto(int source, int fd) { RETRY(int, dup3(source, fd, O_CLOEXEC)) }
 int weft_openat(int dirfd, const char *path, int flags, unsigned int mode) {
     RETRY(int, openat(dirfd, path, flags, mode))
 }

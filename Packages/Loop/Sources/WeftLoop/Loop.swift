@@ -117,17 +117,6 @@ public final class Loop {
     /// Registered buffers, by index; and how many submitted operations use them.
     @exclusivity(unchecked) private var registeredBuffers: [UnsafeMutableRawBufferPointer] = []
     @exclusivity(unchecked) private var registeredBufferUsers = 0
-    /// Per descriptor, how many operations on the thread pool name it, queued or running. The pool
-    /// takes descriptors by number, so a close submitted meanwhile must not free the number: it
-    /// turns it into a placeholder (``placeholders``) until none does.
-    @exclusivity(unchecked) private var poolDescriptorUsers: [Int32: Int] = [:]
-    /// Numbers a close submitted through the loop retired while pool operations still named them:
-    /// each is a copy of ``placeholderSource`` (an `O_PATH` descriptor, on which reads, writes,
-    /// truncation and syncs fail with `EBADF`) until the last of those operations completes, so
-    /// that nothing opened meanwhile takes the number from under them.
-    @exclusivity(unchecked) private var placeholders: Set<Int32> = []
-    /// What placeholders are copies of, opened when first needed (-1 until then).
-    @exclusivity(unchecked) private var placeholderSource: Int32 = -1
     /// What ``Options/simulatedWaitFailures`` left to fail (test hook).
     @exclusivity(unchecked) private var simulatedWaitFailures = 0
     @exclusivity(unchecked) private var simulatedWaitError = Errno.noMemory
@@ -301,7 +290,6 @@ public final class Loop {
             completeLater(operation, result: -ECANCELED)
             return
         }
-        if operation.pointee.kind == .close && closeUnderPool(operation) { return }
         if operation.pointee.kind == .timer && backend.keepsTimerInLoop(operation) {
             let deadline = Self.monotonicDeadline(operation)
             if deadline <= LoopSystem.now(.monotonic) {
@@ -378,9 +366,6 @@ public final class Loop {
     private func completeExtras(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) -> Int32 {
         let extras = op.pointee.extras
         var result = result
-        // First: the descriptors counted are the ones the pool used (a registered file's slot is
-        // put back below).
-        if extras & OperationExtras.poolDescriptors != 0 { releasePoolDescriptors(op) }
         if extras & OperationExtras.bufferRing != 0, let ring = Self.acceptedRing(of: op) { ring.users -= 1 }
         if op.pointee.heapIndex >= 0 { timers.remove(op) }
         if extras & OperationExtras.registeredFile != 0 { op.pointee.fd = op.pointee.fixedSlot }
@@ -531,11 +516,6 @@ public final class Loop {
         }
         running = false
         pool.close()
-        // Every pool operation has completed, and closed its placeholders: what is left is the source.
-        for fd in placeholders { _ = weft_close(fd) }
-        placeholders = []
-        if placeholderSource >= 0 { _ = weft_close(placeholderSource) }
-        placeholderSource = -1
         backend.shutdown()
         for ring in bufferRings { ring?.release() }
         bufferRings = []
@@ -818,64 +798,9 @@ public final class Loop {
     }
 
     /// Hands an operation to the thread pool; a failure to start any thread completes it with the error.
-    /// An operation on a number that a close retired (a placeholder) completes with `EBADF`.
     package func runOnPool(_ op: UnsafeMutablePointer<LoopOperation>) {
-        let (fd, fd2) = (op.pointee.fd, op.pointee.fd2)
-        if fd >= 0 || fd2 >= 0 {
-            if !placeholders.isEmpty && (placeholders.contains(fd) || placeholders.contains(fd2)) {
-                completeLater(op, result: -EBADF)
-                return
-            }
-            if fd >= 0 { poolDescriptorUsers[fd, default: 0] += 1 }
-            if fd2 >= 0 { poolDescriptorUsers[fd2, default: 0] += 1 }
-            op.pointee.extras |= OperationExtras.poolDescriptors
-        }
         let r = pool.enqueue(op)
         if r < 0 { completeLater(op, result: r) }
-    }
-
-    /// A close of a descriptor that pool operations name: the file is closed now, but the number
-    /// becomes a placeholder until they complete (queued ones then fail with `EBADF`; one already
-    /// in its system call finishes on the file it started with). Returns whether it handled the
-    /// close (also a close of a placeholder, which fails with `EBADF` as a second close would).
-    private func closeUnderPool(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
-        let fd = op.pointee.fd
-        guard fd >= 0, poolDescriptorUsers[fd] != nil else { return false }
-        if placeholders.contains(fd) {
-            completeLater(op, result: -EBADF)
-            return true
-        }
-        backend.forget(fd, loop: self)
-        if placeholderSource < 0 {
-            let source = weft_placeholder_source()
-            if source < 0 {
-                completeLater(op, result: source)
-                return true
-            }
-            placeholderSource = source
-        }
-        let r = weft_dup_onto(placeholderSource, fd)
-        if r >= 0 { placeholders.insert(fd) }
-        completeLater(op, result: min(r, 0))
-        return true
-    }
-
-    /// Ends a pool operation's hold on its descriptors; a placeholder whose last user this was is
-    /// closed, freeing its number.
-    private func releasePoolDescriptors(_ op: UnsafeMutablePointer<LoopOperation>) {
-        op.pointee.extras &= ~OperationExtras.poolDescriptors
-        if op.pointee.fd >= 0 { releasePoolDescriptor(op.pointee.fd) }
-        if op.pointee.fd2 >= 0 { releasePoolDescriptor(op.pointee.fd2) }
-    }
-
-    private func releasePoolDescriptor(_ fd: Int32) {
-        guard let users = poolDescriptorUsers[fd] else { return }
-        if users > 1 {
-            poolDescriptorUsers[fd] = users - 1
-            return
-        }
-        poolDescriptorUsers[fd] = nil
-        if !placeholders.isEmpty, placeholders.remove(fd) != nil { _ = weft_close(fd) }
     }
 
     private func tick(timeout: Int64?) throws(LoopError) {

@@ -187,14 +187,6 @@ extension LoopOperation {
 
     /// Closes a descriptor (`close(2)`). Close descriptors the loop has waited on through the loop
     /// (this operation or ``Loop/forget(_:)``), so the epoll backend drops its registration.
-    ///
-    /// The loop's thread pool (regular-file operations on epoll, `ftruncate`, `sendfile`) takes
-    /// descriptors by number. A close of a descriptor that pool operations still name closes the
-    /// file at once but keeps the number reserved until they complete, so nothing opened meanwhile
-    /// can take it from under them: those not started yet fail with `EBADF`, one already in its
-    /// system call finishes on the file it started with, and later operations on the number fail
-    /// with `EBADF`. An error that the kernel would report only on the file's last close is not
-    /// reported then.
     /// - Parameter descriptor: The descriptor to close.
     /// - Returns: The operation, ready to submit.
     public static func close(_ descriptor: FileDescriptor) -> LoopOperation {

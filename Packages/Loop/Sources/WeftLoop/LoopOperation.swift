@@ -183,10 +183,6 @@ package enum OperationExtras {
     static let registeredBuffer: UInt8 = 16
     /// An accept whose connection goes into the loop's registered-file table.
     static let directAccept: UInt8 = 32
-    /// Set by the loop, not by a constructor: the operation is on the thread pool and counted
-    /// against its descriptors, so that a close submitted meanwhile keeps their numbers reserved
-    /// (cleared when it completes).
-    static let poolDescriptors: UInt8 = 64
 }
 
 /// A point in time or an interval as seconds and nanoseconds, laid out as the kernel's timespec.

@@ -102,10 +102,9 @@ final class UringBackend: LoopBackend {
 
     /// The kinds that, without extras, take exactly one submission entry prepared by
     /// ``prepareEntry(_:_:)``, one bit per raw value: every kind the ring runs but the timer (the
-    /// loop keeps most timers itself), the close (the loop checks first whether thread-pool
-    /// operations use its descriptor) and those run outside the ring (``runsOutsideRing(_:)``).
-    /// `testEntryKindsAreTheKindsTheRingRunsAlone` checks it against all three.
-    static let entryKinds: UInt64 = 0xC_5FBF_7FFA
+    /// loop keeps most timers itself) and those run outside the ring (``runsOutsideRing(_:)``).
+    /// `testEntryKindsAreTheKindsTheRingRunsAlone` checks it against both.
+    static let entryKinds: UInt64 = 0xC_5FBF_FFFA
 
     /// Whether an operation of this kind, without extras, takes one entry the loop may prepare
     /// itself (``entryKinds``).
@@ -740,14 +739,11 @@ final class UringBackend: LoopBackend {
 
 extension Loop {
     /// The kinds whose bit in ``UringBackend/entryKinds`` disagrees with the backend's own
-    /// classification: a known kind, not a timer or a close, not run outside the ring (a test checks
-    /// that there are none; a missing bit would only be slower, an extra one would send the kind to
-    /// the ring past the loop's own steps).
+    /// classification: a known kind, not a timer, not run outside the ring (a test checks that there
+    /// are none; a missing bit would only be slower, an extra one would send the kind to the ring).
     package static var misclassifiedEntryKinds: [LoopOperation.Kind] {
         (0..<64).map { LoopOperation.Kind(rawValue: UInt8($0)) }.filter { kind in
-            let alone =
-                kind.name.description != "unknown" && kind != .timer && kind != .close
-                && !UringBackend.runsOutsideRing(kind)
+            let alone = kind.name.description != "unknown" && kind != .timer && !UringBackend.runsOutsideRing(kind)
             return UringBackend.takesEntryAlone(kind) != alone
         }
     }

@@ -42,11 +42,6 @@ int weft_shutdown(int fd, int how);
 int weft_bind(int fd, const void *addr, unsigned int addrlen);
 int weft_listen(int fd, int backlog);
 int weft_close(int fd);
-/// An `O_PATH` descriptor on "/": reads, writes, truncation and syncs on it (or a copy of it) fail
-/// with EBADF. A descriptor or -errno.
-int weft_placeholder_source(void);
-/// Makes `fd` a copy of `source` (`dup3`), silently closing what `fd` named; returns `fd` or -errno.
-int weft_dup_onto(int source, int fd);
 int weft_openat(int dirfd, const char *path, int flags, unsigned int mode);
 int weft_openat2(int dirfd, const char *path, void *how, unsigned long size);
 int weft_statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf);
