@@ -251,7 +251,7 @@ public final class Loop {
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
         noteCaller()
-        if closing || operation.pointee.state == .pending { try refuseSubmission(operation) }
+        if closing || operation.pointee.state == .pending { try refuseSubmission() }
         operation.pointee.callback = callback
         operation.pointee.context = context
         weft_flag_store(operation.pointer(to: \.completing)!, 0)
@@ -277,7 +277,7 @@ public final class Loop {
 
     /// The error ``submit(_:callback:context:)`` throws, out of its way.
     @inline(never)
-    private func refuseSubmission(_ operation: UnsafeMutablePointer<LoopOperation>) throws(LoopError) -> Never {
+    private func refuseSubmission() throws(LoopError) -> Never {
         throw LoopError(closing ? .badFileDescriptor : .alreadyInProcess, operation: "submit")
     }
 

@@ -502,9 +502,10 @@ final class UringBackend: LoopBackend {
         // Each entry is copied out and its slot freed before its callback runs, so callbacks that
         // submit find the completion queue free. Copying never enters the kernel: the wait above
         // ran the deferred task work already.
-        while weft_cq_next(&cursor, &completion) != 0 {
+        while true {
             // Nothing else moves the head while the loop delivers (`run` is not reentrant).
             assert(ring.pointee.cq.khead.pointee == cursor.head)
+            guard weft_cq_next(&cursor, &completion) != 0 else { return any }
             any = true
             if let op = Self.plainOperation(completion) {
                 trace(.completion, op, completion.result)
@@ -514,7 +515,6 @@ final class UringBackend: LoopBackend {
             }
             if backlogged { flushBacklog() }
         }
-        return any
     }
 
     /// The operation a completion finishes when nothing but its callback is left to do (the common
