@@ -188,8 +188,8 @@ final class UringBackend: LoopBackend {
     /// loop or the pool, and multishot ones, which end at their deadline) are the loop's to cancel.
     func enforcesDeadline(_ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
         switch op.pointee.kind {
-        case .ftruncate, .sendfile, .work, .bind, .listen, .timer, .acceptMultishot, .recvMultishot: false
-        default: true
+        case .timer, .acceptMultishot, .recvMultishot: false
+        default: !Self.runsOutsideRing(op.pointee.kind)
         }
     }
 
@@ -263,11 +263,11 @@ final class UringBackend: LoopBackend {
 
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         guard Self.prepareEntry(sqe, op) else { return }
-        trace(.prepare, op, Int32(op.pointee.kind.rawValue))
+        tracePrepared(op)
         if op.pointee.extras != 0 { prepareExtras(sqe, op) }
     }
 
-    /// Records, in debug builds, an entry that ``Loop`` prepared itself.
+    /// Records, in debug builds, an entry prepared here or by ``Loop`` itself.
     func tracePrepared(_ op: UnsafeMutablePointer<LoopOperation>) {
         trace(.prepare, op, Int32(op.pointee.kind.rawValue))
     }
