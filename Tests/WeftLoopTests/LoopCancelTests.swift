@@ -123,6 +123,26 @@ final class LoopCancelTests: LoopTestCase {
         XCTAssertNotEqual(recorder.results[1] & Int32(POLLIN), 0)
     }
 
+    /// An operation reused from its own callback while a cancel sent for its previous submission is
+    /// still unanswered. On io_uring a NOP cancelled before the loop runs completes at once, and the
+    /// cancel's answer (ENOENT: nothing left to cancel) comes back after it; if the NOP's callback ran
+    /// before that answer, the answer would find the operation pending again and cancel the receive
+    /// it now is. The NOP's completion waits for the answer, so the receive is left alone: a second
+    /// NOP, submitted after it, sends the byte it waits for.
+    func testUnansweredCancelSparesTheOperationsNextSubmission() throws {
+        let (a, b) = socketPair()
+        let scenario = ReuseAfterCancel(loop: loop, receiver: a, sender: b, op: make(.nop()), nudge: make(.nop()))
+        defer { scenario.buffer.deallocate() }
+        try loop.submit(scenario.op, callback: ReuseAfterCancel.reuse, context: scenario.context)
+        loop.cancel(scenario.op)
+        try loop.run()
+        XCTAssertNil(scenario.failure)
+        XCTAssertEqual(scenario.results.count, 2)
+        XCTAssertTrue(scenario.results.first == 0 || scenario.results.first == -ECANCELED, "NOP: \(scenario.results)")
+        XCTAssertEqual(scenario.results.last, 1, "the receive, cancelled by nobody, gets the byte")
+        XCTAssertEqual(scenario.buffer.load(as: UInt8.self), UInt8(ascii: "x"))
+    }
+
     func testCancelFromAnotherThread() throws {
         let op = make(.timer(after: .seconds(30)))
         let recorder = Recorder()
@@ -168,4 +188,53 @@ final class LoopCancelTests: LoopTestCase {
 final class Gate: Sendable {
     let open = Atomic<Int32>(0)
     let started = Atomic<Int32>(0)
+}
+
+/// ``LoopCancelTests/testUnansweredCancelSparesTheOperationsNextSubmission()``: its operation's first
+/// callback reuses it for a receive and submits a NOP whose callback sends the byte received.
+private final class ReuseAfterCancel {
+    let loop: Loop
+    let receiver: Int32
+    let sender: Int32
+    let op: UnsafeMutablePointer<LoopOperation>
+    let nudge: UnsafeMutablePointer<LoopOperation>
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+    var results: [Int32] = []
+    var failure: LoopError?
+
+    init(
+        loop: Loop, receiver: Int32, sender: Int32, op: UnsafeMutablePointer<LoopOperation>,
+        nudge: UnsafeMutablePointer<LoopOperation>
+    ) {
+        self.loop = loop
+        self.receiver = receiver
+        self.sender = sender
+        self.op = op
+        self.nudge = nudge
+        buffer.storeBytes(of: 0, as: UInt8.self)
+    }
+
+    var context: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    static let reuse: LoopCallback = { raw, context in
+        let scenario = Unmanaged<ReuseAfterCancel>.fromOpaque(context!).takeUnretainedValue()
+        scenario.results.append(LoopOperation.pointer(raw).pointee.result)
+        guard scenario.results.count == 1 else { return }
+        scenario.op.initialize(to: .recv(FileDescriptor(scenario.receiver), into: scenario.buffer, count: 8))
+        do throws(LoopError) {
+            try scenario.loop.submit(scenario.op, callback: reuse, context: context)
+            try scenario.loop.submit(scenario.nudge, callback: send, context: context)
+        } catch {
+            scenario.failure = error
+            scenario.loop.cancel(scenario.op)
+        }
+    }
+
+    static let send: LoopCallback = { _, context in
+        let scenario = Unmanaged<ReuseAfterCancel>.fromOpaque(context!).takeUnretainedValue()
+        if Glibc.write(scenario.sender, "x", 1) != 1 {
+            scenario.failure = LoopError(Errno(rawValue: errno), operation: "write")
+            scenario.loop.cancel(scenario.op)
+        }
+    }
 }

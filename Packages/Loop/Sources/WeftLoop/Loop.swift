@@ -251,7 +251,29 @@ public final class Loop {
         context: UnsafeMutableRawPointer? = nil
     ) throws(LoopError) {
         noteCaller()
-        if closing || operation.pointee.state == .pending { try refuseSubmission() }
+        // The io_uring fast path: what the backend's `submit` does for a plain operation, without
+        // the call (which the compiler would not inline: the preparation switch is too large).
+        // Every test comes before the first store, and everything else, the refusals included, is
+        // one call out of line.
+        if !closing, operation.pointee.state != .pending, operation.pointee.extras == 0, !operation.pointee.cancelRequested,
+            let submission = uringSubmission, UringBackend.takesEntryAlone(operation.pointee.kind),
+            !submission.pointee.backlogged, let sqe = weft_sqe_next(submission.pointee.ring)
+        {
+            accept(operation, callback: callback, context: context)
+            UringBackend.prepareEntry(sqe, operation)
+            #if DEBUG
+            uring?._withUnsafeGuaranteedRef { $0.tracePrepared(operation) }
+            #endif
+            return
+        }
+        try submitSlowly(operation, callback: callback, context: context)
+    }
+
+    /// Takes the operation for the loop: it is pending from here on.
+    @inline(__always)
+    private func accept(
+        _ operation: UnsafeMutablePointer<LoopOperation>, callback: LoopCallback, context: UnsafeMutableRawPointer?
+    ) {
         operation.pointee.callback = callback
         operation.pointee.context = context
         weft_flag_store(operation.pointer(to: \.completing)!, 0)
@@ -259,32 +281,20 @@ public final class Loop {
         operation.pointee.next = nil
         operation.pointee.prev = nil
         pendingCount &+= 1
-        // The io_uring fast path: what the backend's `submit` does for a plain operation, without
-        // the call (which the compiler would not inline: the preparation switch is too large).
-        // Everything else, the throw included, is out of line, so that this path keeps a small frame.
-        if operation.pointee.extras == 0, !operation.pointee.cancelRequested, let submission = uringSubmission,
-            UringBackend.takesEntryAlone(operation.pointee.kind), !submission.pointee.backlogged,
-            let sqe = weft_sqe_next(submission.pointee.ring)
-        {
-            UringBackend.prepareEntry(sqe, operation)
-            #if DEBUG
-            uring?._withUnsafeGuaranteedRef { $0.tracePrepared(operation) }
-            #endif
-            return
+    }
+
+    /// ``submit(_:callback:context:)`` for all that its fast path does not take: a closed loop or an
+    /// operation already pending (refused), operations with extras, a cancel requested before
+    /// submission, timers, kinds outside the ring, a full submission queue or a backlog, and every
+    /// operation on the other backends.
+    @inline(never)
+    private func submitSlowly(
+        _ operation: UnsafeMutablePointer<LoopOperation>, callback: LoopCallback, context: UnsafeMutableRawPointer?
+    ) throws(LoopError) {
+        if closing || operation.pointee.state == .pending {
+            throw LoopError(closing ? .badFileDescriptor : .alreadyInProcess, operation: "submit")
         }
-        submitSpecial(operation)
-    }
-
-    /// The error ``submit(_:callback:context:)`` throws, out of its way.
-    @inline(never)
-    private func refuseSubmission() throws(LoopError) -> Never {
-        throw LoopError(closing ? .badFileDescriptor : .alreadyInProcess, operation: "submit")
-    }
-
-    /// The rest of ``submit(_:callback:context:)``: operations with extras, a cancel requested
-    /// before submission, timers, and all that the io_uring fast path does not take.
-    @inline(never)
-    private func submitSpecial(_ operation: UnsafeMutablePointer<LoopOperation>) {
+        accept(operation, callback: callback, context: context)
         if operation.pointee.extras != 0 && !submitExtras(operation) { return }
         if operation.pointee.cancelRequested {
             completeLater(operation, result: -ECANCELED)
@@ -773,12 +783,32 @@ public final class Loop {
         } else if op.pointee.kind == .processWait && r >= 0 {
             r = LoopSystem.reapProcess(op)
         }
-        // The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look.
+        markCompleting(op)
+        if op.pointee.extras != 0 { r = completeExtras(op, result: r) }
+        finish(op, result: r)
+    }
+
+    /// ``complete(_:result:)`` for what `UringBackend.plainOperation` let through: a pending
+    /// operation without extras, not a process wait, with a result that is not an error. The
+    /// io_uring drain's path for nearly every completion.
+    @inline(__always)
+    package func completePlain(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        markCompleting(op)
+        finish(op, result: result)
+    }
+
+    /// The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look.
+    @inline(__always)
+    private func markCompleting(_ op: UnsafeMutablePointer<LoopOperation>) {
         weft_flag_store(op.pointer(to: \.completing)!, 1)
         if remote.completionsFence { atomicMemoryFence(ordering: .sequentiallyConsistent) }
         if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
-        if op.pointee.extras != 0 { r = completeExtras(op, result: r) }
-        op.pointee.rawResult = r
+    }
+
+    /// Records the result and runs the callback.
+    @inline(__always)
+    private func finish(_ op: UnsafeMutablePointer<LoopOperation>, result: Int32) {
+        op.pointee.rawResult = result
         op.pointee.state = .completed
         op.pointee.cancelRequested = false
         op.pointee.place = OperationPlace.none

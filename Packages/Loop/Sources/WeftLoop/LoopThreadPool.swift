@@ -13,6 +13,9 @@ package enum OperationPlace {
     static let timers: UInt8 = 7
     static let kernel: UInt8 = 8
     static let backlog: UInt8 = 9
+    /// In the kernel (io_uring) with nothing but its callback left to do when it completes: no
+    /// extras, no process to reap, no cancel sent after it.
+    static let plainInKernel: UInt8 = 10
 }
 
 /// The loop's own bounded thread pool for calls that would block (regular files on the epoll

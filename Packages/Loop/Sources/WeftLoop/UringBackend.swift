@@ -358,7 +358,8 @@ final class UringBackend: LoopBackend {
             io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)) | 2)
             return false
         }
-        op.pointee.place = OperationPlace.kernel
+        let plain = op.pointee.extras == 0 && op.pointee.kind != .processWait
+        op.pointee.place = plain ? OperationPlace.plainInKernel : OperationPlace.kernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         return true
     }
@@ -425,6 +426,8 @@ final class UringBackend: LoopBackend {
             return
         }
         op.pointee.kernelCancels += 1
+        // Its completion now needs `deliver`: the cancel's own completion may still be to come.
+        if op.pointee.place == OperationPlace.plainInKernel { op.pointee.place = OperationPlace.kernel }
         if let sqe = nextEntry() {
             prepareCancel(sqe, op)
         } else {
@@ -505,27 +508,32 @@ final class UringBackend: LoopBackend {
         while true {
             // Nothing else moves the head while the loop delivers (`run` is not reentrant).
             assert(ring.pointee.cq.khead.pointee == cursor.head)
-            guard weft_cq_next(&cursor, &completion) != 0 else { return any }
+            guard weft_cq_next(&cursor, &completion) != 0 else {
+                // Operations (or cancels) the kernel would not take wait in the backlog; with the
+                // completion queue emptied it takes them now. (Once per drain, not per entry.)
+                if backlogged { flushBacklog() }
+                return any
+            }
             any = true
             if let op = Self.plainOperation(completion) {
                 trace(.completion, op, completion.result)
-                loop.complete(op, result: completion.result)
+                loop.completePlain(op, result: completion.result)
             } else {
                 deliver(completion, loop: loop)
             }
-            if backlogged { flushBacklog() }
         }
     }
 
     /// The operation a completion finishes when nothing but its callback is left to do (the common
     /// case, kept out of ``deliver(_:loop:)``): the entry names an operation, not a tag; the result is
     /// not an error (EAGAIN retries, a timer's ETIME, a deadline's ECANCELED need more); and the
-    /// operation is a plain one in the kernel with no cancel request out.
+    /// operation is ``OperationPlace/plainInKernel``: no extras, no process to reap, no cancel sent.
+    /// One test of its place instead of five of its fields: this runs for nearly every completion.
     @inline(__always)
     private static func plainOperation(_ completion: weft_completion) -> UnsafeMutablePointer<LoopOperation>? {
         guard completion.data & Self.tagBits == 0, completion.result >= 0,
             let op = UnsafeMutablePointer<LoopOperation>(bitPattern: UInt(completion.data)),
-            op.pointee.extras == 0, op.pointee.place == OperationPlace.kernel, op.pointee.kernelCancels == 0
+            op.pointee.place == OperationPlace.plainInKernel
         else { return nil }
         return op
     }
