@@ -788,7 +788,7 @@ public final class Loop {
         finish(op, result: r)
     }
 
-    /// ``complete(_:result:)`` for what `UringBackend.plainOperation` let through: a pending
+    /// ``complete(_:result:)`` for what `UringBackend.isPlain` lets through: a pending
     /// operation without extras, not a process wait, with a result that is not an error. The
     /// io_uring drain's path for nearly every completion.
     @inline(__always)
@@ -797,12 +797,13 @@ public final class Loop {
         finish(op, result: result)
     }
 
-    /// The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look.
+    /// The loop's half of the handshake in `LoopRemote.requestCancel`: mark, then look. (The hints
+    /// keep the rare branches out of the completion path's straight line.)
     @inline(__always)
     private func markCompleting(_ op: UnsafeMutablePointer<LoopOperation>) {
         weft_flag_store(op.pointer(to: \.completing)!, 1)
-        if remote.completionsFence { atomicMemoryFence(ordering: .sequentiallyConsistent) }
-        if remote.queued.load(ordering: .acquiring) > 0 { remote.withdrawCancel(op) }
+        if _slowPath(remote.completionsFence) { atomicMemoryFence(ordering: .sequentiallyConsistent) }
+        if _slowPath(remote.queued.load(ordering: .acquiring) > 0) { remote.withdrawCancel(op) }
     }
 
     /// Records the result and runs the callback.
