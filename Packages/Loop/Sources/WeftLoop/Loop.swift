@@ -259,8 +259,9 @@ public final class Loop {
             let submission = uringSubmission, UringBackend.takesEntryAlone(operation.pointee.kind),
             !submission.pointee.backlogged, let sqe = weft_sqe_next(submission.pointee.ring)
         {
-            accept(operation, callback: callback, context: context)
+            // (Entry first: it reads the operation's fields while they are still in registers.)
             UringBackend.prepareEntry(sqe, operation)
+            accept(operation, callback: callback, context: context)
             #if DEBUG
             uring?._withUnsafeGuaranteedRef { $0.tracePrepared(operation) }
             #endif

@@ -110,7 +110,9 @@ final class UringBackend: LoopBackend {
     /// itself (``entryKinds``).
     @inline(__always)
     static func takesEntryAlone(_ kind: LoopOperation.Kind) -> Bool {
-        kind.rawValue < 64 && entryKinds & (1 &<< UInt64(kind.rawValue)) != 0
+        // (Shifted modulo 64: a raw value past 63 names no kind, and ``prepareEntry(_:_:)`` answers
+        // such an operation with EINVAL wherever it is prepared.)
+        entryKinds & (1 &<< UInt64(kind.rawValue)) != 0
     }
 
     /// The kinds that never go to the ring: the pool runs them, or they are done at once.
@@ -264,7 +266,11 @@ final class UringBackend: LoopBackend {
     private func prepare(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) {
         guard Self.prepareEntry(sqe, op) else { return }
         tracePrepared(op)
-        if op.pointee.extras != 0 { prepareExtras(sqe, op) }
+        if op.pointee.extras != 0 {
+            // Not plain: its completion goes through `deliver` and `Loop.completeExtras`.
+            op.pointee.place = OperationPlace.kernel
+            prepareExtras(sqe, op)
+        }
     }
 
     /// Records, in debug builds, an entry prepared here or by ``Loop`` itself.
@@ -272,10 +278,11 @@ final class UringBackend: LoopBackend {
         trace(.prepare, op, Int32(op.pointee.kind.rawValue))
     }
 
-    /// Fills an entry for the operation (not its extras) and names the operation in it. An unknown
-    /// kind gets a NOP that carries EINVAL back, and false. Inlined into its callers (the loop's
-    /// submission fast path above all): a call per operation showed in the NOP benchmark's
-    /// instruction count.
+    /// Fills an entry for the operation (not its extras), names the operation in it and places it
+    /// ``OperationPlace/plainInKernel`` (a process wait in `kernel`; ``prepare(_:_:)`` places one
+    /// with extras there too). An unknown kind gets a NOP that carries EINVAL back, and false.
+    /// Inlined into its callers (the loop's submission fast path above all): a call per operation
+    /// showed in the NOP benchmark's instruction count.
     @inline(__always) @discardableResult
     static func prepareEntry(_ sqe: UnsafeMutablePointer<io_uring_sqe>, _ op: UnsafeMutablePointer<LoopOperation>) -> Bool {
         // Fields are read in each case, not copied out first: a copy of the whole operation made
@@ -316,7 +323,12 @@ final class UringBackend: LoopBackend {
         case .shutdown: io_uring_prep_shutdown(sqe, op.pointee.fd, Int32(bitPattern: op.pointee.flags))
         case .close: io_uring_prep_close(sqe, op.pointee.fd)
         case .poll: io_uring_prep_poll_add(sqe, op.pointee.fd, op.pointee.flags)
-        case .processWait: io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(POLLIN))
+        case .processWait:
+            io_uring_prep_poll_add(sqe, op.pointee.fd, UInt32(POLLIN))
+            // Not plain: its completion reaps the process (`Loop.complete`).
+            op.pointee.place = OperationPlace.kernel
+            io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
+            return true
         case .openat:
             io_uring_prep_openat(
                 sqe, op.pointee.fd, op.pointee.address?.assumingMemoryBound(to: CChar.self), Int32(bitPattern: op.pointee.flags), op.pointee.mode)
@@ -358,8 +370,8 @@ final class UringBackend: LoopBackend {
             io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)) | 2)
             return false
         }
-        let plain = op.pointee.extras == 0 && op.pointee.kind != .processWait
-        op.pointee.place = plain ? OperationPlace.plainInKernel : OperationPlace.kernel
+        // Plain until shown otherwise: `prepare` places an operation with extras in `kernel`.
+        op.pointee.place = OperationPlace.plainInKernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         return true
     }
