@@ -247,14 +247,6 @@ int weft_uring_enable(struct io_uring *ring) {
     return r < 0 ? -errno : r;
 }
 
-void weft_prep_accept_multishot(struct io_uring_sqe *sqe, int fd) {
-    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
-}
-void weft_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group, int flags) {
-    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, flags);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = group;
-}
 int weft_buf_ring_register(struct io_uring *ring, void *entries, unsigned count, unsigned short group) {
     struct io_uring_buf_reg reg;
     memset(&reg, 0, sizeof reg);
