@@ -72,9 +72,10 @@ public final class Loop {
     /// of through the protocol (unmanaged: ``backend`` keeps it, and a strong read would retain it
     /// for every call).
     private let uring: Unmanaged<UringBackend>?
-    /// The io_uring backend's ring and backlog flag, for the submission fast path: a plain
-    /// operation goes straight into an entry without a call into the backend.
-    private let uringSubmission: UnsafeMutablePointer<UringBackend.SubmissionState>?
+    /// The io_uring backend's ring and what stops the submission fast path, where a plain
+    /// operation goes straight into an entry without a call into the backend. The loop's own, with
+    /// ``UringBackend/SubmissionState/noRing``, on the other backends.
+    private let submission: UnsafeMutablePointer<UringBackend.SubmissionState>
     package let remote: LoopRemote
     let pool: LoopThreadPool
 
@@ -155,7 +156,12 @@ public final class Loop {
         }
         backend = made
         uring = (made as? UringBackend).map { Unmanaged.passUnretained($0) }
-        uringSubmission = (made as? UringBackend)?.submission
+        if let uring = made as? UringBackend {
+            submission = uring.submission
+        } else {
+            submission = .allocate(capacity: 1)
+            submission.initialize(to: .init(ring: nil, stops: UringBackend.SubmissionState.noRing))
+        }
         backendKind = made.kind
         if let (error, count) = options.simulatedWaitFailures {
             simulatedWaitError = error
@@ -170,6 +176,7 @@ public final class Loop {
 
     deinit {
         if !isClosed { try? close() }
+        if uring == nil { submission.deallocate() }
     }
 
     /// A `Sendable` handle for waking, stopping and cancelling from other threads.
@@ -255,9 +262,9 @@ public final class Loop {
         // the call (which the compiler would not inline: the preparation switch is too large).
         // Every test comes before the first store, and everything else, the refusals included, is
         // one call out of line.
-        if !closing, operation.pointee.state != .pending, operation.pointee.extras == 0, !operation.pointee.cancelRequested,
-            let submission = uringSubmission, UringBackend.takesEntryAlone(operation.pointee.kind),
-            !submission.pointee.backlogged, let sqe = weft_sqe_next(submission.pointee.ring)
+        if submission.pointee.stops == 0, operation.pointee.state != .pending, operation.pointee.extras == 0,
+            !operation.pointee.cancelRequested, UringBackend.takesEntryAlone(operation.pointee.kind),
+            let sqe = weft_sqe_next(submission.pointee.ring.unsafelyUnwrapped)
         {
             // (Entry first: it reads the operation's fields while they are still in registers.)
             UringBackend.prepareEntry(sqe, operation)
@@ -512,6 +519,7 @@ public final class Loop {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
         closing = true
+        submission.pointee.stops |= UringBackend.SubmissionState.closing
         while let op = timers.popFirst() {
             // Operations here for their deadline are also the backend's, which cancels them.
             if op.pointee.kind == .timer { completeLater(op, result: -ECANCELED) }

@@ -23,8 +23,14 @@ final class UringBackend: LoopBackend {
     /// cleared when ``flushBacklog()`` has emptied both (one test on the completion path, and the
     /// loop's fast path submits nothing past it).
     private var backlogged: Bool {
-        @inline(__always) get { submission.pointee.backlogged }
-        @inline(__always) set { submission.pointee.backlogged = newValue }
+        @inline(__always) get { submission.pointee.stops & SubmissionState.backlogged != 0 }
+        @inline(__always) set {
+            if newValue {
+                submission.pointee.stops |= SubmissionState.backlogged
+            } else {
+                submission.pointee.stops &= ~SubmissionState.backlogged
+            }
+        }
     }
     @exclusivity(unchecked) private var wakeArmed = false
     /// Diagnostics for hangs: cancel requests prepared, and their completions by result
@@ -80,7 +86,7 @@ final class UringBackend: LoopBackend {
         }
         setupFlags = flags
         submission = .allocate(capacity: 1)
-        submission.initialize(to: SubmissionState(ring: ring, backlogged: false))
+        submission.initialize(to: SubmissionState(ring: ring, stops: 0))
         enabled = flags & UInt32(IORING_SETUP_R_DISABLED) == 0
         pendingCancels.reserveCapacity(16)
         if enabled { armWake() }
@@ -93,11 +99,20 @@ final class UringBackend: LoopBackend {
 
     /// What ``Loop/submit(_:callback:context:)`` needs to put a plain operation straight into the
     /// ring without calling the backend: a call through the backend cost a function frame per
-    /// operation (its preparation switch is too large for the compiler to inline the call).
+    /// operation (its preparation switch is too large for the compiler to inline the call). The
+    /// loop has one on every backend, so that its fast path tests one byte, ``stops``.
     struct SubmissionState {
-        let ring: UnsafeMutablePointer<io_uring>
+        /// The ring; nil on the other backends (``noRing`` is set then).
+        let ring: UnsafeMutablePointer<io_uring>?
+        /// Why the loop may not prepare entries itself, one bit per reason; 0 when it may.
+        var stops: UInt8
+
         /// Operations or cancel requests wait in the backlog: nothing may overtake them.
-        var backlogged: Bool
+        static let backlogged: UInt8 = 1
+        /// The loop is closing (or closed): submissions are refused.
+        static let closing: UInt8 = 2
+        /// The backend is not io_uring.
+        static let noRing: UInt8 = 4
     }
 
     /// The kinds that, without extras, take exactly one submission entry prepared by
