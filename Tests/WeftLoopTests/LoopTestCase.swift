@@ -40,6 +40,7 @@ class LoopTestCase: XCTestCase {
     private var descriptorsBefore: Set<Int32> = []
     private var allocated: [UnsafeMutablePointer<LoopOperation>] = []
     private var closeAfter: [Int32] = []
+    private var keptAlive: [AnyObject] = []
 
     override func setUpWithError() throws {
         descriptorsBefore = OpenDescriptors.current()
@@ -52,6 +53,7 @@ class LoopTestCase: XCTestCase {
             try loop.close()
         }
         loop = nil
+        keptAlive = []
         for op in allocated {
             op.deinitialize(count: 1)
             op.deallocate()
@@ -69,6 +71,12 @@ class LoopTestCase: XCTestCase {
         op.initialize(to: value)
         allocated.append(op)
         return op
+    }
+
+    /// Keeps a callback's context alive until the loop has closed at the end of the test (a test
+    /// that fails with operations pending has their callbacks run then).
+    func keepAlive(_ object: AnyObject) {
+        keptAlive.append(object)
     }
 
     /// Closes the descriptor at the end of the test.

@@ -385,7 +385,9 @@ final class UringBackend: LoopBackend {
             io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)) | 2)
             return false
         }
-        // Plain until shown otherwise: `prepare` places an operation with extras in `kernel`.
+        // Plain until shown otherwise: `prepare` places an operation with extras in `kernel`. (No
+        // cancel is out: one makes `cancelRequested` stay set, and nothing re-prepares then.)
+        assert(op.pointee.kernelCancels == 0, "an operation with a cancel out is prepared again")
         op.pointee.place = OperationPlace.plainInKernel
         io_uring_sqe_set_data64(sqe, UInt64(UInt(bitPattern: op)))
         return true
@@ -535,11 +537,14 @@ final class UringBackend: LoopBackend {
         while true {
             // Nothing else moves the head while the loop delivers (`run` is not reentrant).
             assert(ring.pointee.cq.khead.pointee == cursor.head)
-            guard weft_cq_next(&cursor, &completion) != 0 else {
+            if weft_cq_next(&cursor, &completion) == 0 {
                 // Operations (or cancels) the kernel would not take wait in the backlog; with the
-                // completion queue emptied it takes them now. (Once per drain, not per entry.)
-                if backlogged { flushBacklog() }
-                return any
+                // completion queue emptied it takes them now (once it is empty, not per entry), and
+                // what that submission completed at once (on rings without deferred task work) is
+                // read in this drain.
+                guard backlogged else { return any }
+                flushBacklog()
+                guard weft_cq_next(&cursor, &completion) != 0 else { return any }
             }
             any = true
             // (The hint lays the plain path out in a straight line: no branch taken on it.)
