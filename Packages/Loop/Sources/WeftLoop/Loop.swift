@@ -156,8 +156,8 @@ public final class Loop {
         }
         backend = made
         uring = (made as? UringBackend).map { Unmanaged.passUnretained($0) }
-        if let uring = made as? UringBackend {
-            submission = uring.submission
+        if let ringBackend = made as? UringBackend {
+            submission = ringBackend.submission
         } else {
             submission = .allocate(capacity: 1)
             submission.initialize(to: .init(ring: nil, stops: UringBackend.SubmissionState.noRing))
