@@ -101,8 +101,9 @@ public final class Loop {
     /// Timers the loop keeps itself, earliest deadline first (see ``LoopBackend/keepsTimerInLoop(_:)``).
     @exclusivity(unchecked) private var timers = TimerHeap()
     @exclusivity(unchecked) private var running = false
-    /// Set as ``close()`` starts and never cleared, so it also covers ``isClosed``.
-    @exclusivity(unchecked) private var closing = false
+    /// Set as ``close()`` starts and never cleared, so it also covers ``isClosed``: the submission
+    /// state's closing bit, which also stops the fast path.
+    private var closing: Bool { submission.pointee.stops & UringBackend.SubmissionState.closing != 0 }
     /// Provided buffer rings by group id; a slot is free again once its ring is closed.
     @exclusivity(unchecked) private var bufferRings: [LoopBufferRing?] = []
     /// Registered files: the descriptor in each slot, -1 for an empty one, ``kernelFile`` for a
@@ -518,7 +519,6 @@ public final class Loop {
     public func close() throws(LoopError) {
         if isClosed { return }
         if running { throw LoopError(.alreadyInProcess, operation: "close") }
-        closing = true
         submission.pointee.stops |= UringBackend.SubmissionState.closing
         while let op = timers.popFirst() {
             // Operations here for their deadline are also the backend's, which cancels them.

@@ -16,7 +16,7 @@ final class UringBackend: LoopBackend {
     @exclusivity(unchecked) private var backlogHead: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var backlogTail: UnsafeMutablePointer<LoopOperation>? = nil
     @exclusivity(unchecked) private var pendingCancels: [UnsafeMutablePointer<LoopOperation>] = []
-    /// The ring and the backlog flag, where ``Loop``'s submission fast path reads them (see
+    /// The ring and what stops ``Loop``'s submission fast path, where that path reads them (see
     /// ``SubmissionState``).
     let submission: UnsafeMutablePointer<SubmissionState>
     /// Set when an operation or a cancel request goes to the backlog or ``pendingCancels``;
